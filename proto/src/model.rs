@@ -44,7 +44,7 @@ impl TryFrom<pb::CreateInstanceRequest> for CreateInstance {
 }
 
 /// A validated `UpdateSettings` request: only the given settings change.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SettingsChange {
     pub timeout_seconds: Option<u32>,
     pub maxmemory_policy: Option<String>,

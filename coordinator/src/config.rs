@@ -1,0 +1,119 @@
+//! The coordinator's configuration: a typed struct with defaults defined once, read from TOML
+//! (`deploy/config/coordinator.example.toml` documents every key) and checked by `validate`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Unique id of this node within the cluster.
+    pub node_id: u64,
+    /// The cluster this node belongs to; a data dir of another cluster is refused.
+    pub cluster_id: String,
+    /// Where the Raft log, state machine, CA bundle and tokens live.
+    pub data_dir: PathBuf,
+    /// TLS gRPC address for the Admin, Agent and Config services.
+    pub listen: SocketAddr,
+    /// Peer-only Raft gRPC address (mutual TLS).
+    pub raft_listen: SocketAddr,
+    /// Extra subject names of this node's server certificate (the listen IP is always included).
+    pub tls_names: Vec<String>,
+    /// File holding the admin bearer token; default `<data_dir>/admin-token`.
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the agents' join token; default `<data_dir>/join-token`.
+    pub join_token_file: Option<PathBuf>,
+    /// No report from an agent for this long: its host is "silent".
+    #[serde(with = "humantime_serde")]
+    pub agent_silence_timeout: Duration,
+    /// How often the leader compares observed and desired state.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            cluster_id: "kvs".into(),
+            data_dir: PathBuf::from("/var/lib/kvs/coordinator"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            raft_listen: SocketAddr::from(([127, 0, 0, 1], 7500)),
+            tls_names: vec!["localhost".into()],
+            admin_token_file: None,
+            join_token_file: None,
+            agent_silence_timeout: Duration::from_secs(5),
+            reconcile_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::Invalid("node_id must be 1 or more".into()));
+        }
+        if self.cluster_id.is_empty() || !self.cluster_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ConfigError::Invalid(format!(
+                "cluster_id {:?} must be letters, digits and dashes",
+                self.cluster_id
+            )));
+        }
+        if self.listen == self.raft_listen {
+            return Err(ConfigError::Invalid("listen and raft_listen must differ".into()));
+        }
+        if self.agent_silence_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("agent_silence_timeout must be at least 1s".into()));
+        }
+        if self.reconcile_interval.is_zero() {
+            return Err(ConfigError::Invalid("reconcile_interval must be positive".into()));
+        }
+        Ok(self)
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file.clone().unwrap_or_else(|| self.data_dir.join("admin-token"))
+    }
+
+    pub fn join_token_path(&self) -> PathBuf {
+        self.join_token_file.clone().unwrap_or_else(|| self.data_dir.join("join-token"))
+    }
+
+    pub fn ca_bundle_path(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_are_named() {
+        assert!(Config::default().validate().is_ok());
+        let bad = Config { node_id: 0, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("node_id"));
+        let text = "node_id = 2\ncluster_id = \"c1\"\nagent_silence_timeout = \"3s\"\n";
+        let parsed: Config = toml::from_str(text).unwrap();
+        assert_eq!(parsed.agent_silence_timeout, Duration::from_secs(3));
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err(), "unknown keys are refused");
+    }
+}

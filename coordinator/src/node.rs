@@ -1,0 +1,188 @@
+//! Wiring of one coordinator node: open the Raft store, bootstrap the cluster, serve the Admin,
+//! Agent and Config services over TLS (client certificates optional, required by the agent
+//! session), serve the peer Raft service, and run the leader's reconcile loop until shutdown.
+//!
+//! ```text
+//!   run(config, shutdown)
+//!     ├─ raft::open(data_dir) ─ initialize_single (first start) ─ ensure_cluster (CA)
+//!     ├─ tokens, CA bundle, node certificate
+//!     ├─ serve :listen  (Admin+Config: admin token · Agent: join token / mTLS)
+//!     ├─ serve :raft_listen (peer Raft)
+//!     └─ reconcile loop (leader only): control::reconcile::decide → commit status changes
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kvs_proto::pb::admin_server::AdminServer;
+use kvs_proto::pb::agent_server::AgentServer;
+use kvs_proto::pb::config_server::ConfigServer;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::bootstrap;
+use crate::ca::ClusterCa;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::control::{Observations, reconcile};
+use crate::raft;
+use crate::secrets::Secrets;
+use crate::service::admin::AdminService;
+use crate::service::agent::AgentService;
+use crate::service::auth::AdminToken;
+use crate::service::config_watch::ConfigService;
+use crate::service::{Shared, SharedRef};
+
+/// Largest gRPC message accepted from clients and agents.
+pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+/// Runs a coordinator node until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let config = config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let clock = Clock::new();
+    let secrets = Secrets::from_os();
+
+    let network = raft::NetworkFactory::new(None);
+    let (raft, state) = raft::open(&config.data_dir.join("raft"), config.node_id, &config.cluster_id, network)
+        .await
+        .with_context(|| format!("cannot open the Raft store in {}", config.data_dir.display()))?;
+    raft::initialize_single(&raft, config.node_id, &config.raft_listen.to_string()).await?;
+    wait_for_leader(&raft).await?;
+
+    let info = bootstrap::ensure_cluster(&raft, &state, &config.cluster_id, clock.now_ms()).await?;
+    let ca = ClusterCa::load(&info.ca_cert_pem, &info.ca_key_pem).context("the stored cluster CA is unusable")?;
+    bootstrap::write_ca_bundle(&config.ca_bundle_path(), ca.ca_pem())?;
+    let admin_token = bootstrap::load_or_create_token(&config.admin_token_path(), &secrets)?;
+    let join_token = bootstrap::load_or_create_token(&config.join_token_path(), &secrets)?;
+
+    let mut names = config.tls_names.clone();
+    names.push(config.listen.ip().to_string());
+    names.push("localhost".into());
+    let node_cert = ca.issue_coordinator(config.node_id, names)?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))
+        .client_ca_root(Certificate::from_pem(ca.ca_pem()))
+        .client_auth_optional(true);
+
+    let shared: SharedRef = Arc::new(Shared {
+        config: config.clone(),
+        raft: raft.clone(),
+        state,
+        observations: Mutex::new(Observations::default()),
+        ca,
+        secrets,
+        clock,
+        plans: kvs_proto::plan::builtin_plans(),
+        admin_token,
+        join_token,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(reconcile_loop(shared.clone(), stop_rx.clone()));
+
+    let token = AdminToken(Arc::from(shared.admin_token.as_str()));
+    let admin = AdminServer::new(AdminService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
+    let config_service = ConfigServer::new(ConfigService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
+    let agent = AgentServer::new(AgentService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (port in use?)", config.listen))?;
+    tracing::info!(listen = %config.listen, node = config.node_id, cluster = %config.cluster_id, "coordinator ready");
+    let mut stop_server = stop_rx.clone();
+    let server = Server::builder()
+        .tls_config(tls)?
+        .add_service(tonic::service::interceptor::InterceptedService::new(admin, token.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(config_service, token))
+        .add_service(agent)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = stop_server.wait_for(|stop| *stop).await;
+        });
+    let server = tokio::spawn(server);
+    let raft_server = tokio::spawn(serve_raft(&config, &node_cert, shared.ca.ca_pem(), raft.clone(), stop_rx.clone()).await?);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = raft_server.await;
+    let _ = reconciler.await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(cause = %e, "raft did not shut down cleanly");
+    }
+    Ok(())
+}
+
+/// Binds the peer-only Raft listener (mutual TLS: peers must present a cluster certificate) and
+/// returns the future that serves it until `stop`.
+async fn serve_raft(
+    config: &Config,
+    node_cert: &crate::ca::IssuedCert,
+    ca_pem: &str,
+    raft: raft::Raft,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static> {
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))
+        .client_ca_root(Certificate::from_pem(ca_pem));
+    let listener = tokio::net::TcpListener::bind(config.raft_listen)
+        .await
+        .with_context(|| format!("cannot listen on raft_listen {} (port in use?)", config.raft_listen))?;
+    Ok(Server::builder()
+        .tls_config(tls)?
+        .add_service(raft::RaftService::new(raft).into_server())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+}
+
+async fn wait_for_leader(raft: &raft::Raft) -> anyhow::Result<()> {
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::Duration::from_secs(30);
+    tokio::time::timeout(deadline, async {
+        loop {
+            if metrics.borrow().current_leader.is_some() {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+    .context("no Raft leader was elected within 30 s")
+}
+
+/// The leader compares observed and desired state every `reconcile_interval` and commits the
+/// status changes `control::reconcile` decides.
+async fn reconcile_loop(shared: SharedRef, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(shared.config.reconcile_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !is_leader(&shared).await {
+            continue;
+        }
+        let now = shared.clock.now();
+        let now_ms = shared.clock.now_ms();
+        let silence = shared.config.agent_silence_timeout;
+        let observations = shared.observe(|o| o.clone());
+        let commands = shared.read(|s| reconcile::decide(s, &observations, now, now_ms, silence));
+        for command in commands {
+            let description = format!("{command:?}");
+            match shared.submit(command).await {
+                Ok(_) => tracing::info!(command = %description, "reconciled"),
+                Err(e) => tracing::warn!(command = %description, cause = %e, "reconcile command not committed"),
+            }
+        }
+    }
+}
+
+async fn is_leader(shared: &Shared) -> bool {
+    shared.raft.current_leader().await == Some(shared.config.node_id)
+}

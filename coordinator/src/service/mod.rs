@@ -1,0 +1,81 @@
+//! Thin tonic adapters over the replicated state. Each service validates its input with the
+//! `kvs_proto::model` conversions, reads `ClusterState` or submits a `Command` through Raft, and
+//! maps errors to `tonic::Status` through `kvs_proto::ApiError` (one mapping, in kvs-proto).
+//!
+//! ```text
+//!   Admin  (bearer admin token) ─┐
+//!   Config (bearer admin token) ─┼─► Shared { raft, state, observations, ca, secrets, clock }
+//!   Agent  (join token / mTLS)  ─┘
+//! ```
+
+pub mod admin;
+pub mod agent;
+pub mod auth;
+pub mod config_watch;
+pub mod convert;
+
+use std::sync::{Arc, Mutex};
+
+use kvs_proto::ApiError;
+use kvs_proto::plan::Plan;
+
+use crate::ca::ClusterCa;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::control::Observations;
+use crate::raft::{ClientWriteError, Raft, StateHandle};
+use crate::secrets::Secrets;
+use crate::state::{Applied, ClusterState, Command};
+
+/// Everything the services share. One per coordinator node.
+pub struct Shared {
+    pub config: Config,
+    pub raft: Raft,
+    pub state: StateHandle,
+    /// What the agents report; leader memory only.
+    pub observations: Mutex<Observations>,
+    pub ca: ClusterCa,
+    pub secrets: Secrets,
+    pub clock: Clock,
+    pub plans: Vec<Plan>,
+    pub admin_token: String,
+    pub join_token: String,
+}
+
+pub type SharedRef = Arc<Shared>;
+
+impl Shared {
+    /// Reads the current replicated state.
+    pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        self.state.read(f)
+    }
+
+    /// Commits a command through Raft and returns what `apply` said.
+    pub async fn submit(&self, command: Command) -> Result<Applied, ApiError> {
+        let kind = command.kind();
+        match self.raft.client_write(command).await {
+            Ok(response) => response.data.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string())),
+            Err(err) => Err(raft_error(kind, err)),
+        }
+    }
+
+    /// Runs `f` on the observations.
+    pub fn observe<T>(&self, f: impl FnOnce(&mut Observations) -> T) -> T {
+        let mut guard = self.observations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+fn raft_error(kind: &str, err: ClientWriteError) -> ApiError {
+    use openraft::error::{ClientWriteError as W, RaftError};
+    match err {
+        RaftError::APIError(W::ForwardToLeader(forward)) => ApiError::NotLeader {
+            leader: forward.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(W::ChangeMembershipError(e)) => ApiError::FailedPrecondition(e.to_string()),
+        RaftError::Fatal(fatal) => {
+            tracing::error!(command = kind, cause = %fatal, "raft is stopped; this node cannot commit");
+            ApiError::Unavailable(format!("the coordinator cannot commit ({fatal})"))
+        }
+    }
+}

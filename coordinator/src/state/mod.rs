@@ -1,0 +1,178 @@
+//! `ClusterState` and its pure, deterministic `apply`.
+//!
+//! ```text
+//!   admin request ──validate──► Command ──raft log──► apply(&mut ClusterState, &Command) ──► CommandOutcome
+//! ```
+//!
+//! No I/O, no clock, no randomness: commands carry their timestamps, names and passwords, so every
+//! node that applies the same log reaches the same state. Maps are `BTreeMap` so iteration order
+//! (and serialized snapshots) are deterministic.
+
+mod command;
+mod model;
+
+use std::collections::{BTreeMap, VecDeque};
+
+pub use command::{Applied, Command, CommandOutcome, Refusal};
+pub use model::{App, ClusterInfo, Credentials, Event, Host, Instance, InstanceStatus, Placement};
+
+/// Events kept per instance; older ones are dropped first.
+pub const EVENTS_PER_INSTANCE_MAX: usize = 200;
+
+/// The replicated state of the whole cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterState {
+    pub cluster: Option<ClusterInfo>,
+    pub hosts: BTreeMap<String, Host>,
+    pub instances: BTreeMap<String, Instance>,
+    pub apps: BTreeMap<String, App>,
+    pub events: BTreeMap<String, VecDeque<Event>>,
+    /// Grows on every change that alters some host's desired processes.
+    pub desired_version: u64,
+}
+
+impl ClusterState {
+    pub fn apply(&mut self, command: &Command) -> CommandOutcome {
+        match command {
+            Command::InitCluster(info) => {
+                if self.cluster.is_some() {
+                    return Err(Refusal::AlreadyInitialized);
+                }
+                self.cluster = Some(info.clone());
+                Ok(Applied::Done)
+            }
+            Command::RegisterHost(host) => {
+                self.hosts.insert(host.id.clone(), host.clone());
+                Ok(Applied::Done)
+            }
+            Command::CreateInstance { instance, app } => self.create_instance(instance, app),
+            Command::SetInstanceStatus { name, status, at_ms, reason } => {
+                let instance = self.instances.get_mut(name).ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
+                if instance.status != *status {
+                    instance.status = *status;
+                    let message = format!("status {}: {reason}", status.as_str());
+                    self.push_event(name, *at_ms, message);
+                }
+                Ok(Applied::Done)
+            }
+            Command::UpdateSettings { name, change, at_ms } => {
+                let instance = self.instances.get_mut(name).ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
+                change.apply_to(&mut instance.settings);
+                let message = format!(
+                    "settings changed: timeout {} s, maxmemory-policy {}, keyspace notifications '{}'",
+                    instance.settings.timeout_seconds,
+                    instance.settings.maxmemory_policy,
+                    instance.settings.notify_keyspace_events
+                );
+                self.desired_version += 1;
+                self.push_event(name, *at_ms, message);
+                Ok(Applied::Done)
+            }
+            Command::DestroyInstance { name, at_ms: _ } => {
+                if self.instances.remove(name).is_none() {
+                    return Err(Refusal::NoSuchInstance(name.clone()));
+                }
+                self.events.remove(name);
+                for app in self.apps.values_mut() {
+                    let before = app.attachments.len();
+                    app.attachments.retain(|_, instance| instance != name);
+                    if app.attachments.len() != before {
+                        app.version += 1;
+                    }
+                }
+                self.apps.retain(|_, app| !app.attachments.is_empty());
+                self.desired_version += 1;
+                Ok(Applied::Done)
+            }
+        }
+    }
+
+    fn create_instance(&mut self, instance: &Instance, app_name: &str) -> CommandOutcome {
+        if self.instances.contains_key(&instance.name) {
+            return Err(Refusal::InstanceExists(instance.name.clone()));
+        }
+        let host = &instance.primary.host_id;
+        if !self.hosts.contains_key(host) {
+            return Err(Refusal::NoSuchHost(host.clone()));
+        }
+        for port in [instance.primary.front_port, instance.primary.engine_port] {
+            if self.ports_in_use(host).contains(&port) {
+                return Err(Refusal::PortTaken { host: host.clone(), port });
+            }
+        }
+        let app = self.apps.entry(app_name.to_string()).or_default();
+        let config_var = kvs_proto::names::next_config_var(app.attachments.keys().map(String::as_str))
+            .ok_or_else(|| Refusal::NoConfigVarLeft(app_name.to_string()))?;
+        app.attachments.insert(config_var.clone(), instance.name.clone());
+        app.version += 1;
+        self.instances.insert(instance.name.clone(), instance.clone());
+        self.desired_version += 1;
+        let message = format!(
+            "created on plan {} ({}), primary on host {} port {}, attached to {app_name} as {config_var}",
+            instance.plan, instance.engine, instance.primary.host_id, instance.primary.front_port
+        );
+        self.push_event(&instance.name, instance.created_at_ms, message);
+        Ok(Applied::Attached { config_var })
+    }
+
+    fn push_event(&mut self, instance: &str, at_ms: i64, message: String) {
+        let events = self.events.entry(instance.to_string()).or_default();
+        events.push_back(Event { at_ms, message });
+        while events.len() > EVENTS_PER_INSTANCE_MAX {
+            events.pop_front();
+        }
+    }
+
+    /// Every front and engine port taken on a host.
+    pub fn ports_in_use(&self, host_id: &str) -> Vec<u16> {
+        self.instances
+            .values()
+            .filter(|i| i.primary.host_id == host_id)
+            .flat_map(|i| [i.primary.front_port, i.primary.engine_port])
+            .collect()
+    }
+
+    /// Plan memory placed on a host.
+    pub fn memory_reserved(&self, host_id: &str) -> u64 {
+        self.instances.values().filter(|i| i.primary.host_id == host_id).map(|i| i.maxmemory_bytes).sum()
+    }
+
+    /// The client URL of an instance: `rediss://default:PASSWORD@HOST:PORT`.
+    pub fn url(&self, instance: &Instance) -> Option<String> {
+        let host = self.hosts.get(&instance.primary.host_id)?;
+        let address = match host.address {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        Some(format!(
+            "rediss://{}:{}@{address}:{}",
+            kvs_proto::metadata::CUSTOMER_USER,
+            instance.credentials.default_password,
+            instance.primary.front_port
+        ))
+    }
+
+    /// An app's config vars, name → URL.
+    pub fn config_vars(&self, app: &str) -> Option<(u64, BTreeMap<String, String>)> {
+        let app = self.apps.get(app)?;
+        let vars = app
+            .attachments
+            .iter()
+            .filter_map(|(var, name)| Some((var.clone(), self.url(self.instances.get(name)?)?)))
+            .collect();
+        Some((app.version, vars))
+    }
+
+    /// The attachments (app, config var) of an instance.
+    pub fn attachments(&self, instance: &str) -> Vec<(String, String)> {
+        self.apps
+            .iter()
+            .flat_map(|(app, a)| {
+                a.attachments.iter().filter(|(_, i)| *i == instance).map(move |(var, _)| (app.clone(), var.clone()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

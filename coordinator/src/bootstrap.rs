@@ -17,7 +17,11 @@ pub fn load_or_create_token(path: &Path, secrets: &Secrets) -> anyhow::Result<St
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let token = text.trim().to_string();
-            anyhow::ensure!(token.len() >= 16, "token file {} holds fewer than 16 characters", path.display());
+            anyhow::ensure!(
+                token.len() >= 16,
+                "token file {} holds fewer than 16 characters",
+                path.display()
+            );
             anyhow::ensure!(
                 token.chars().all(|c| c.is_ascii_graphic()),
                 "token file {} holds characters other than printable ASCII",
@@ -27,7 +31,8 @@ pub fn load_or_create_token(path: &Path, secrets: &Secrets) -> anyhow::Result<St
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = secrets.password();
-            write_private(path, &token).with_context(|| format!("cannot write token file {}", path.display()))?;
+            write_private(path, &token)
+                .with_context(|| format!("cannot write token file {}", path.display()))?;
             tracing::info!(path = %path.display(), "created token file");
             Ok(token)
         }
@@ -39,7 +44,11 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(content.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
@@ -73,7 +82,9 @@ pub async fn ensure_cluster(
         Ok(_) => {}
         Err(e) => anyhow::bail!("cannot commit the new cluster: {e}"),
     }
-    let info = state.read(|s| s.cluster.clone()).context("cluster missing right after InitCluster")?;
+    let info = state
+        .read(|s| s.cluster.clone())
+        .context("cluster missing right after InitCluster")?;
     tracing::info!(cluster = %info.cluster_id, "cluster initialized with a new CA");
     Ok(info)
 }
@@ -85,4 +96,3 @@ pub fn write_ca_bundle(path: &Path, pem: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
-

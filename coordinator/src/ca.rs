@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use kvs_proto::metadata::{AGENT_CN_PREFIX, COORDINATOR_CN_PREFIX};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +47,16 @@ pub fn create_ca(cluster_id: &str) -> Result<IssuedCert, CaError> {
     name.push(DnType::OrganizationName, "KVS");
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = params.self_signed(&key)?;
-    Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(IssuedCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// The certificate authority of a running cluster.
@@ -62,7 +69,10 @@ impl ClusterCa {
     pub fn load(ca_cert_pem: &str, ca_key_pem: &str) -> Result<Self, CaError> {
         let key = KeyPair::from_pem(ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, key)?;
-        Ok(Self { ca_cert_pem: ca_cert_pem.to_string(), issuer })
+        Ok(Self {
+            ca_cert_pem: ca_cert_pem.to_string(),
+            issuer,
+        })
     }
 
     pub fn ca_pem(&self) -> &str {
@@ -70,13 +80,22 @@ impl ClusterCa {
     }
 
     /// A host certificate: client auth for the agent session, server auth for client TLS fronts.
-    pub fn issue_host(&self, host_id: &str, hostname: &str, address: IpAddr) -> Result<IssuedCert, CaError> {
+    pub fn issue_host(
+        &self,
+        host_id: &str,
+        hostname: &str,
+        address: IpAddr,
+    ) -> Result<IssuedCert, CaError> {
         let names = vec![hostname.to_string(), address.to_string()];
         self.issue(&format!("{AGENT_CN_PREFIX}{host_id}"), names)
     }
 
     /// A coordinator node's server (and peer client) certificate.
-    pub fn issue_coordinator(&self, node_id: u64, names: Vec<String>) -> Result<IssuedCert, CaError> {
+    pub fn issue_coordinator(
+        &self,
+        node_id: u64,
+        names: Vec<String>,
+    ) -> Result<IssuedCert, CaError> {
         self.issue(&format!("{COORDINATOR_CN_PREFIX}{node_id}"), names)
     }
 
@@ -89,11 +108,20 @@ impl ClusterCa {
         dn.push(DnType::CommonName, common_name);
         dn.push(DnType::OrganizationName, "KVS");
         params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -107,7 +135,8 @@ pub enum PeerRole {
 /// Reads the role from the common name of a peer certificate (DER). The TLS layer has already
 /// verified the chain against the cluster CA.
 pub fn peer_role(cert_der: &[u8]) -> Result<PeerRole, CaError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
     let common_name = cert
         .subject()
         .iter_common_name()
@@ -116,10 +145,14 @@ pub fn peer_role(cert_der: &[u8]) -> Result<PeerRole, CaError> {
         .ok_or_else(|| CaError::UnknownRole(String::new()))?
         .to_string();
     if let Some(host_id) = common_name.strip_prefix(AGENT_CN_PREFIX) {
-        return Ok(PeerRole::Agent { host_id: host_id.to_string() });
+        return Ok(PeerRole::Agent {
+            host_id: host_id.to_string(),
+        });
     }
     if let Some(node_id) = common_name.strip_prefix(COORDINATOR_CN_PREFIX) {
-        return Ok(PeerRole::Coordinator { node_id: node_id.to_string() });
+        return Ok(PeerRole::Coordinator {
+            node_id: node_id.to_string(),
+        });
     }
     Err(CaError::UnknownRole(common_name))
 }
@@ -132,16 +165,33 @@ mod tests {
     fn issued_host_cert_names_its_role() {
         let ca = create_ca("test").unwrap();
         let ca = ClusterCa::load(&ca.cert_pem, &ca.key_pem).unwrap();
-        let host = ca.issue_host("h-1", "host-a", "127.0.0.11".parse().unwrap()).unwrap();
+        let host = ca
+            .issue_host("h-1", "host-a", "127.0.0.11".parse().unwrap())
+            .unwrap();
         let der = rustls_der(&host.cert_pem);
-        assert_eq!(peer_role(&der).unwrap(), PeerRole::Agent { host_id: "h-1".into() });
-        let node = ca.issue_coordinator(1, vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-        assert_eq!(peer_role(&rustls_der(&node.cert_pem)).unwrap(), PeerRole::Coordinator { node_id: "1".into() });
+        assert_eq!(
+            peer_role(&der).unwrap(),
+            PeerRole::Agent {
+                host_id: "h-1".into()
+            }
+        );
+        let node = ca
+            .issue_coordinator(1, vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap();
+        assert_eq!(
+            peer_role(&rustls_der(&node.cert_pem)).unwrap(),
+            PeerRole::Coordinator {
+                node_id: "1".into()
+            }
+        );
     }
 
     #[test]
     fn garbage_certificate_is_an_error() {
-        assert!(matches!(peer_role(b"not a certificate"), Err(CaError::Parse(_))));
+        assert!(matches!(
+            peer_role(b"not a certificate"),
+            Err(CaError::Parse(_))
+        ));
     }
 
     fn rustls_der(pem: &str) -> Vec<u8> {

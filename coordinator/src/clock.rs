@@ -17,7 +17,9 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        Self { start: tokio::time::Instant::now() }
+        Self {
+            start: tokio::time::Instant::now(),
+        }
     }
 
     /// Monotonic time since this clock was made.

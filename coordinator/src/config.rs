@@ -54,7 +54,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -63,38 +66,59 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
     }
 
     pub fn validate(self) -> Result<Self, ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::Invalid("node_id must be 1 or more".into()));
         }
-        if self.cluster_id.is_empty() || !self.cluster_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if self.cluster_id.is_empty()
+            || !self
+                .cluster_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(ConfigError::Invalid(format!(
                 "cluster_id {:?} must be letters, digits and dashes",
                 self.cluster_id
             )));
         }
-        if self.listen == self.raft_listen {
-            return Err(ConfigError::Invalid("listen and raft_listen must differ".into()));
+        if self.listen == self.raft_listen && self.listen.port() != 0 {
+            return Err(ConfigError::Invalid(
+                "listen and raft_listen must differ".into(),
+            ));
         }
         if self.agent_silence_timeout < Duration::from_secs(1) {
-            return Err(ConfigError::Invalid("agent_silence_timeout must be at least 1s".into()));
+            return Err(ConfigError::Invalid(
+                "agent_silence_timeout must be at least 1s".into(),
+            ));
         }
         if self.reconcile_interval.is_zero() {
-            return Err(ConfigError::Invalid("reconcile_interval must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "reconcile_interval must be positive".into(),
+            ));
         }
         Ok(self)
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
-        self.admin_token_file.clone().unwrap_or_else(|| self.data_dir.join("admin-token"))
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin-token"))
     }
 
     pub fn join_token_path(&self) -> PathBuf {
-        self.join_token_file.clone().unwrap_or_else(|| self.data_dir.join("join-token"))
+        self.join_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("join-token"))
     }
 
     pub fn ca_bundle_path(&self) -> PathBuf {
@@ -109,11 +133,17 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_values_are_named() {
         assert!(Config::default().validate().is_ok());
-        let bad = Config { node_id: 0, ..Config::default() };
+        let bad = Config {
+            node_id: 0,
+            ..Config::default()
+        };
         assert!(bad.validate().unwrap_err().to_string().contains("node_id"));
         let text = "node_id = 2\ncluster_id = \"c1\"\nagent_silence_timeout = \"3s\"\n";
         let parsed: Config = toml::from_str(text).unwrap();
         assert_eq!(parsed.agent_silence_timeout, Duration::from_secs(3));
-        assert!(toml::from_str::<Config>("nonsense = 1").is_err(), "unknown keys are refused");
+        assert!(
+            toml::from_str::<Config>("nonsense = 1").is_err(),
+            "unknown keys are refused"
+        );
     }
 }

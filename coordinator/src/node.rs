@@ -36,23 +36,74 @@ use crate::service::{Shared, SharedRef};
 /// Largest gRPC message accepted from clients and agents.
 pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 
-/// Runs a coordinator node until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let config = config.validate()?;
+/// Runs a coordinator node until `shutdown` resolves, binding `listen` and `raft_listen`.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    run_with_listeners(config, listeners, shutdown).await
+}
+
+/// The two sockets a node serves on, bound by the caller (tests and the testbed bind port 0).
+pub struct Listeners {
+    /// Admin, Agent and Config services.
+    pub api: tokio::net::TcpListener,
+    /// Peer-only Raft service.
+    pub raft: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let api = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (port in use?)", config.listen))?;
+        let raft = tokio::net::TcpListener::bind(config.raft_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on raft_listen {} (port in use?)",
+                    config.raft_listen
+                )
+            })?;
+        Ok(Self { api, raft })
+    }
+}
+
+/// Runs a coordinator node on sockets bound by the caller until `shutdown` resolves.
+pub async fn run_with_listeners(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut config = config.validate()?;
+    config.listen = listeners.api.local_addr()?;
+    config.raft_listen = listeners.raft.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let clock = Clock::new();
     let secrets = Secrets::from_os();
 
     let network = raft::NetworkFactory::new(None);
-    let (raft, state) = raft::open(&config.data_dir.join("raft"), config.node_id, &config.cluster_id, network)
-        .await
-        .with_context(|| format!("cannot open the Raft store in {}", config.data_dir.display()))?;
+    let (raft, state) = raft::open(
+        &config.data_dir.join("raft"),
+        config.node_id,
+        &config.cluster_id,
+        network,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the Raft store in {}",
+            config.data_dir.display()
+        )
+    })?;
     raft::initialize_single(&raft, config.node_id, &config.raft_listen.to_string()).await?;
     wait_for_leader(&raft).await?;
 
     let info = bootstrap::ensure_cluster(&raft, &state, &config.cluster_id, clock.now_ms()).await?;
-    let ca = ClusterCa::load(&info.ca_cert_pem, &info.ca_key_pem).context("the stored cluster CA is unusable")?;
+    let ca = ClusterCa::load(&info.ca_cert_pem, &info.ca_key_pem)
+        .context("the stored cluster CA is unusable")?;
     bootstrap::write_ca_bundle(&config.ca_bundle_path(), ca.ca_pem())?;
     let admin_token = bootstrap::load_or_create_token(&config.admin_token_path(), &secrets)?;
     let join_token = bootstrap::load_or_create_token(&config.join_token_path(), &secrets)?;
@@ -83,25 +134,57 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let reconciler = tokio::spawn(reconcile_loop(shared.clone(), stop_rx.clone()));
 
     let token = AdminToken(Arc::from(shared.admin_token.as_str()));
-    let admin = AdminServer::new(AdminService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
-    let config_service = ConfigServer::new(ConfigService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
-    let agent = AgentServer::new(AgentService { shared: shared.clone() }).max_decoding_message_size(MESSAGE_SIZE_MAX);
+    let admin = AdminServer::new(AdminService {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(MESSAGE_SIZE_MAX);
+    let config_service = ConfigServer::new(ConfigService {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(MESSAGE_SIZE_MAX);
+    let agent = AgentServer::new(AgentService {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(MESSAGE_SIZE_MAX);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (port in use?)", config.listen))?;
+    let listener = listeners.api;
     tracing::info!(listen = %config.listen, node = config.node_id, cluster = %config.cluster_id, "coordinator ready");
     let mut stop_server = stop_rx.clone();
     let server = Server::builder()
         .tls_config(tls)?
-        .add_service(tonic::service::interceptor::InterceptedService::new(admin, token.clone()))
-        .add_service(tonic::service::interceptor::InterceptedService::new(config_service, token))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            admin,
+            token.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            config_service,
+            token,
+        ))
         .add_service(agent)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            let _ = stop_server.wait_for(|stop| *stop).await;
-        });
-    let server = tokio::spawn(server);
-    let raft_server = tokio::spawn(serve_raft(&config, &node_cert, shared.ca.ca_pem(), raft.clone(), stop_rx.clone()).await?);
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stop_server.wait_for(|stop| *stop).await;
+            },
+        );
+    let server = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(cause = %e, "the API server stopped");
+        }
+    });
+    let raft_serve = serve_raft(
+        listeners.raft,
+        &node_cert,
+        shared.ca.ca_pem(),
+        raft.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+    let raft_server = tokio::spawn(async move {
+        if let Err(e) = raft_serve.await {
+            tracing::error!(cause = %e, "the Raft server stopped");
+        }
+    });
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -115,10 +198,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     Ok(())
 }
 
-/// Binds the peer-only Raft listener (mutual TLS: peers must present a cluster certificate) and
+/// Serves the peer-only Raft listener (mutual TLS: peers must present a cluster certificate):
 /// returns the future that serves it until `stop`.
 async fn serve_raft(
-    config: &Config,
+    listener: tokio::net::TcpListener,
     node_cert: &crate::ca::IssuedCert,
     ca_pem: &str,
     raft: raft::Raft,
@@ -127,15 +210,15 @@ async fn serve_raft(
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))
         .client_ca_root(Certificate::from_pem(ca_pem));
-    let listener = tokio::net::TcpListener::bind(config.raft_listen)
-        .await
-        .with_context(|| format!("cannot listen on raft_listen {} (port in use?)", config.raft_listen))?;
     Ok(Server::builder()
         .tls_config(tls)?
         .add_service(raft::RaftService::new(raft).into_server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
 }
 
 async fn wait_for_leader(raft: &raft::Raft) -> anyhow::Result<()> {
@@ -177,7 +260,9 @@ async fn reconcile_loop(shared: SharedRef, mut stop: tokio::sync::watch::Receive
             let description = format!("{command:?}");
             match shared.submit(command).await {
                 Ok(_) => tracing::info!(command = %description, "reconciled"),
-                Err(e) => tracing::warn!(command = %description, cause = %e, "reconcile command not committed"),
+                Err(e) => {
+                    tracing::warn!(command = %description, cause = %e, "reconcile command not committed")
+                }
             }
         }
     }

@@ -2,8 +2,8 @@
 //! (seeded from the OS in production, from the seed in the simulation), never taken from a global.
 
 use rand::distributions::Alphanumeric;
-use rand::{Rng, RngCore, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
 use std::sync::Mutex;
 
 /// Length of generated passwords and tokens: 32 alphanumerics ≈ 190 bits.
@@ -16,21 +16,33 @@ pub struct Secrets {
 impl Secrets {
     /// Seeded from the operating system's entropy.
     pub fn from_os() -> Self {
-        Self { rng: Mutex::new(StdRng::from_entropy()) }
+        Self {
+            rng: Mutex::new(StdRng::from_entropy()),
+        }
     }
 
     /// Deterministic, for tests and the simulation.
     pub fn from_seed(seed: u64) -> Self {
-        Self { rng: Mutex::new(StdRng::seed_from_u64(seed)) }
+        Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
-        let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut rng)
     }
 
     pub fn password(&self) -> String {
-        self.with(|rng| rng.sample_iter(&Alphanumeric).take(SECRET_LENGTH).map(char::from).collect())
+        self.with(|rng| {
+            rng.sample_iter(&Alphanumeric)
+                .take(SECRET_LENGTH)
+                .map(char::from)
+                .collect()
+        })
     }
 
     pub fn u64(&self) -> u64 {
@@ -44,7 +56,11 @@ impl Secrets {
 
     pub fn host_id(&self, zone: &str) -> String {
         let suffix = self.with(|rng| rng.next_u32());
-        let zone: String = zone.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
+        let zone: String = zone
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(16)
+            .collect();
         format!("h-{zone}-{suffix:08x}")
     }
 }

@@ -17,7 +17,10 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::Invalid { field, reason: reason.into() }
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -62,7 +65,9 @@ impl From<ApiError> for Status {
                 if let Some(leader) = leader
                     && let Ok(value) = leader.parse()
                 {
-                    status.metadata_mut().insert(crate::metadata::LEADER_ENDPOINT, value);
+                    status
+                        .metadata_mut()
+                        .insert(crate::metadata::LEADER_ENDPOINT, value);
                 }
                 status
             }
@@ -81,5 +86,8 @@ impl From<ProtocolError> for Status {
 
 /// True for codes a client may retry after a pause (leader change, transient outage).
 pub fn is_retryable(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+    )
 }

@@ -33,7 +33,8 @@ impl TryFrom<pb::CreateInstanceRequest> for CreateInstance {
         if !req.maxmemory_policy.is_empty() {
             settings.maxmemory_policy = settings::validate_maxmemory_policy(&req.maxmemory_policy)?;
         }
-        settings.notify_keyspace_events = settings::validate_keyspace_events(&req.notify_keyspace_events)?;
+        settings.notify_keyspace_events =
+            settings::validate_keyspace_events(&req.notify_keyspace_events)?;
         Ok(Self {
             plan: req.plan,
             app: names::validate_app(&req.app)?,
@@ -70,7 +71,10 @@ impl TryFrom<pb::UpdateSettingsRequest> for (String, SettingsChange) {
     fn try_from(req: pb::UpdateSettingsRequest) -> Result<Self, ProtocolError> {
         let name = names::validate_instance_name(&req.name)?;
         let change = SettingsChange {
-            timeout_seconds: req.timeout_seconds.map(settings::validate_timeout).transpose()?,
+            timeout_seconds: req
+                .timeout_seconds
+                .map(settings::validate_timeout)
+                .transpose()?,
             maxmemory_policy: req
                 .maxmemory_policy
                 .as_deref()
@@ -104,18 +108,29 @@ impl TryFrom<pb::EngineInfo> for Engine {
     type Error = ProtocolError;
     fn try_from(e: pb::EngineInfo) -> Result<Self, ProtocolError> {
         if !matches!(e.kind.as_str(), "valkey" | "redis") {
-            return Err(ProtocolError::invalid("engines.kind", format!("'{}' is not valkey or redis", e.kind)));
+            return Err(ProtocolError::invalid(
+                "engines.kind",
+                format!("'{}' is not valkey or redis", e.kind),
+            ));
         }
         if e.label.is_empty() {
             return Err(ProtocolError::Missing("engines.label"));
         }
-        Ok(Self { kind: e.kind, version: e.version, label: e.label })
+        Ok(Self {
+            kind: e.kind,
+            version: e.version,
+            label: e.label,
+        })
     }
 }
 
 impl From<Engine> for pb::EngineInfo {
     fn from(e: Engine) -> Self {
-        Self { kind: e.kind, version: e.version, label: e.label }
+        Self {
+            kind: e.kind,
+            version: e.version,
+            label: e.label,
+        }
     }
 }
 
@@ -136,10 +151,9 @@ impl TryFrom<pb::RegisterRequest> for Registration {
         if req.zone.is_empty() {
             return Err(ProtocolError::Missing("zone"));
         }
-        let address = req
-            .address
-            .parse()
-            .map_err(|_| ProtocolError::invalid("address", format!("'{}' is not an IP address", req.address)))?;
+        let address = req.address.parse().map_err(|_| {
+            ProtocolError::invalid("address", format!("'{}' is not an IP address", req.address))
+        })?;
         if req.hostname.is_empty() {
             return Err(ProtocolError::Missing("hostname"));
         }
@@ -149,7 +163,11 @@ impl TryFrom<pb::RegisterRequest> for Registration {
             address,
             hostname: req.hostname,
             memory_total_bytes: req.memory_total_bytes,
-            engines: req.engines.into_iter().map(Engine::try_from).collect::<Result<_, _>>()?,
+            engines: req
+                .engines
+                .into_iter()
+                .map(Engine::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -173,7 +191,10 @@ impl Role {
         match s {
             "primary" => Ok(Role::Primary),
             "standby" => Ok(Role::Standby),
-            other => Err(ProtocolError::invalid("role", format!("'{other}' is not primary or standby"))),
+            other => Err(ProtocolError::invalid(
+                "role",
+                format!("'{other}' is not primary or standby"),
+            )),
         }
     }
 }
@@ -216,13 +237,19 @@ impl std::fmt::Debug for DesiredProcess {
 fn port(field: &'static str, value: u32) -> Result<u16, ProtocolError> {
     match u16::try_from(value) {
         Ok(p) if p != 0 => Ok(p),
-        _ => Err(ProtocolError::invalid(field, format!("{value} is not a port (1-65535)"))),
+        _ => Err(ProtocolError::invalid(
+            field,
+            format!("{value} is not a port (1-65535)"),
+        )),
     }
 }
 
 fn secret(field: &'static str, value: String) -> Result<String, ProtocolError> {
     if value.len() < 16 || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(ProtocolError::invalid(field, "must be at least 16 ASCII letters or digits"));
+        return Err(ProtocolError::invalid(
+            field,
+            "must be at least 16 ASCII letters or digits",
+        ));
     }
     Ok(value)
 }
@@ -231,7 +258,10 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
     type Error = ProtocolError;
     fn try_from(p: pb::DesiredProcess) -> Result<Self, ProtocolError> {
         if p.maxmemory_bytes == 0 {
-            return Err(ProtocolError::invalid("maxmemory_bytes", "must be positive"));
+            return Err(ProtocolError::invalid(
+                "maxmemory_bytes",
+                "must be positive",
+            ));
         }
         if p.maxclients == 0 {
             return Err(ProtocolError::invalid("maxclients", "must be positive"));
@@ -251,7 +281,9 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
             settings: settings::Settings {
                 timeout_seconds: settings::validate_timeout(p.timeout_seconds)?,
                 maxmemory_policy: settings::validate_maxmemory_policy(&p.maxmemory_policy)?,
-                notify_keyspace_events: settings::validate_keyspace_events(&p.notify_keyspace_events)?,
+                notify_keyspace_events: settings::validate_keyspace_events(
+                    &p.notify_keyspace_events,
+                )?,
             },
             appendonly: p.appendonly,
             default_password: secret("default_password", p.default_password)?,
@@ -314,7 +346,12 @@ impl ProcessStatus {
             "crash_looping" => ProcessStatus::CrashLooping,
             "stopped" => ProcessStatus::Stopped,
             "failed" => ProcessStatus::Failed,
-            other => return Err(ProtocolError::invalid("status", format!("unknown process status '{other}'"))),
+            other => {
+                return Err(ProtocolError::invalid(
+                    "status",
+                    format!("unknown process status '{other}'"),
+                ));
+            }
         })
     }
 }
@@ -353,7 +390,12 @@ mod tests {
     fn desired_rejects_bad_fields() {
         let mut bad = desired();
         bad.engine_port = 70000;
-        assert!(DesiredProcess::try_from(bad).unwrap_err().to_string().contains("engine_port"));
+        assert!(
+            DesiredProcess::try_from(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("engine_port")
+        );
         let mut bad = desired();
         bad.default_password = "short\nline".into();
         assert!(DesiredProcess::try_from(bad).is_err());
@@ -370,7 +412,11 @@ mod tests {
 
     #[test]
     fn create_request_validation() {
-        let ok = pb::CreateInstanceRequest { plan: "mini".into(), app: "dev-app".into(), ..Default::default() };
+        let ok = pb::CreateInstanceRequest {
+            plan: "mini".into(),
+            app: "dev-app".into(),
+            ..Default::default()
+        };
         let c = CreateInstance::try_from(ok).unwrap();
         assert_eq!(c.settings, settings::Settings::default());
         let bad = pb::CreateInstanceRequest {

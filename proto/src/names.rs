@@ -4,9 +4,10 @@
 use crate::ProtocolError;
 
 const ADJECTIVES: [&str; 32] = [
-    "acute", "amber", "brisk", "calm", "clever", "cubic", "deep", "eager", "fluid", "gentle", "happy",
-    "humble", "jolly", "keen", "lively", "lucid", "mellow", "nimble", "opaque", "polished", "quiet",
-    "rapid", "rugged", "shiny", "silent", "solid", "sturdy", "swift", "tidy", "vivid", "warm", "witty",
+    "acute", "amber", "brisk", "calm", "clever", "cubic", "deep", "eager", "fluid", "gentle",
+    "happy", "humble", "jolly", "keen", "lively", "lucid", "mellow", "nimble", "opaque",
+    "polished", "quiet", "rapid", "rugged", "shiny", "silent", "solid", "sturdy", "swift", "tidy",
+    "vivid", "warm", "witty",
 ];
 
 /// Colors for the second and later attachments, in the order they are handed out.
@@ -26,7 +27,11 @@ pub fn instance_name(random_word: u64, random_number: u64) -> String {
 
 /// The config var for a new attachment, given the vars the app already has.
 pub fn next_config_var<'a>(existing: impl IntoIterator<Item = &'a str> + Clone) -> Option<String> {
-    if !existing.clone().into_iter().any(|v| v == PRIMARY_CONFIG_VAR) {
+    if !existing
+        .clone()
+        .into_iter()
+        .any(|v| v == PRIMARY_CONFIG_VAR)
+    {
         return Some(PRIMARY_CONFIG_VAR.to_string());
     }
     ATTACHMENT_COLORS
@@ -49,12 +54,16 @@ fn validate_dns_label(field: &'static str, value: &str) -> Result<String, Protoc
     if value.is_empty() {
         return Err(ProtocolError::Missing(field));
     }
-    let ok_chars = value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let starts_with_letter = value.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     if !ok_chars || !starts_with_letter || value.len() > 63 {
         return Err(ProtocolError::invalid(
             field,
-            format!("'{value}' must be 1-63 lowercase letters, digits or dashes, starting with a letter"),
+            format!(
+                "'{value}' must be 1-63 lowercase letters, digits or dashes, starting with a letter"
+            ),
         ));
     }
     Ok(value.to_string())
@@ -74,8 +83,14 @@ mod tests {
     #[test]
     fn first_var_is_redis_url_then_colors() {
         assert_eq!(next_config_var([]).unwrap(), "REDIS_URL");
-        assert_eq!(next_config_var(["REDIS_URL"]).unwrap(), "HEROKU_REDIS_AMBER_URL");
-        assert_eq!(next_config_var(["REDIS_URL", "HEROKU_REDIS_AMBER_URL"]).unwrap(), "HEROKU_REDIS_GOLD_URL");
+        assert_eq!(
+            next_config_var(["REDIS_URL"]).unwrap(),
+            "HEROKU_REDIS_AMBER_URL"
+        );
+        assert_eq!(
+            next_config_var(["REDIS_URL", "HEROKU_REDIS_AMBER_URL"]).unwrap(),
+            "HEROKU_REDIS_GOLD_URL"
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn find_plan<'a>(plans: &'a [Plan], name: &str) -> Result<&'a Plan, crate::P
 
 /// "25 MB", "1 GB": the way plans are described to people.
 pub fn format_bytes(bytes: u64) -> String {
-    if bytes >= GIB && bytes % GIB == 0 {
+    if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{} GB", bytes / GIB)
     } else {
         format!("{} MB", bytes / MIB)
@@ -91,10 +91,19 @@ mod tests {
     fn catalog_matches_reference_limits() {
         let plans = builtin_plans();
         let mini = find_plan(&plans, "mini").unwrap();
-        assert_eq!((mini.maxmemory_bytes, mini.max_connections, mini.persistence), (25 * MIB, 20, false));
+        assert_eq!(
+            (mini.maxmemory_bytes, mini.max_connections, mini.persistence),
+            (25 * MIB, 20, false)
+        );
         let p5 = find_plan(&plans, "premium-5").unwrap();
-        assert_eq!((p5.maxmemory_bytes, p5.max_connections, p5.persistence), (GIB, 1000, true));
-        assert!(find_plan(&plans, "premium-6").is_err(), "plans 6, 8, 11, 13 do not exist");
+        assert_eq!(
+            (p5.maxmemory_bytes, p5.max_connections, p5.persistence),
+            (GIB, 1000, true)
+        );
+        assert!(
+            find_plan(&plans, "premium-6").is_err(),
+            "plans 6, 8, 11, 13 do not exist"
+        );
         assert_eq!(format_bytes(p5.maxmemory_bytes), "1 GB");
         assert_eq!(format_bytes(mini.maxmemory_bytes), "25 MB");
     }

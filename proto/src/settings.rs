@@ -13,13 +13,34 @@ pub const TIMEOUT_MAX_SECONDS: u32 = 7 * 24 * 3600;
 /// The eight eviction policies, with the engine's own descriptions.
 pub const MAXMEMORY_POLICIES: [(&str, &str); 8] = [
     ("noeviction", "return errors when memory limit is reached."),
-    ("allkeys-lfu", "evict any key using approximated LFU when memory limit is reached."),
-    ("volatile-lfu", "evict keys with an expire set using approximated LFU when memory limit is reached."),
-    ("allkeys-lru", "evict any key using approximated LRU when memory limit is reached."),
-    ("volatile-lru", "evict keys with an expire set using approximated LRU when memory limit is reached."),
-    ("allkeys-random", "evict random keys when memory limit is reached."),
-    ("volatile-random", "evict random keys with an expire set when memory limit is reached."),
-    ("volatile-ttl", "evict the key with the nearest expire time when memory limit is reached."),
+    (
+        "allkeys-lfu",
+        "evict any key using approximated LFU when memory limit is reached.",
+    ),
+    (
+        "volatile-lfu",
+        "evict keys with an expire set using approximated LFU when memory limit is reached.",
+    ),
+    (
+        "allkeys-lru",
+        "evict any key using approximated LRU when memory limit is reached.",
+    ),
+    (
+        "volatile-lru",
+        "evict keys with an expire set using approximated LRU when memory limit is reached.",
+    ),
+    (
+        "allkeys-random",
+        "evict random keys when memory limit is reached.",
+    ),
+    (
+        "volatile-random",
+        "evict random keys with an expire set when memory limit is reached.",
+    ),
+    (
+        "volatile-ttl",
+        "evict the key with the nearest expire time when memory limit is reached.",
+    ),
 ];
 
 /// The flags `notify-keyspace-events` accepts.
@@ -48,7 +69,9 @@ pub fn validate_timeout(seconds: u32) -> Result<u32, ProtocolError> {
     if seconds > TIMEOUT_MAX_SECONDS {
         return Err(ProtocolError::invalid(
             "timeout",
-            format!("{seconds} seconds is more than the maximum of {TIMEOUT_MAX_SECONDS} (one week); 0 means never"),
+            format!(
+                "{seconds} seconds is more than the maximum of {TIMEOUT_MAX_SECONDS} (one week); 0 means never"
+            ),
         ));
     }
     Ok(seconds)
@@ -61,12 +84,18 @@ pub fn validate_maxmemory_policy(policy: &str) -> Result<String, ProtocolError> 
     let names: Vec<&str> = MAXMEMORY_POLICIES.iter().map(|(n, _)| *n).collect();
     Err(ProtocolError::invalid(
         "maxmemory_policy",
-        format!("unknown policy '{policy}'; valid policies: {}", names.join(", ")),
+        format!(
+            "unknown policy '{policy}'; valid policies: {}",
+            names.join(", ")
+        ),
     ))
 }
 
 pub fn maxmemory_policy_description(policy: &str) -> Option<&'static str> {
-    MAXMEMORY_POLICIES.iter().find(|(n, _)| *n == policy).map(|(_, d)| *d)
+    MAXMEMORY_POLICIES
+        .iter()
+        .find(|(n, _)| *n == policy)
+        .map(|(_, d)| *d)
 }
 
 pub fn validate_keyspace_events(flags: &str) -> Result<String, ProtocolError> {

@@ -63,7 +63,12 @@ pub struct Observations {
 }
 
 impl Observations {
-    pub fn liveness(&self, host_id: &str, now: Duration, silence_timeout: Duration) -> HostLiveness {
+    pub fn liveness(
+        &self,
+        host_id: &str,
+        now: Duration,
+        silence_timeout: Duration,
+    ) -> HostLiveness {
         match self.hosts.get(host_id) {
             None => HostLiveness::Unknown,
             Some(h) if now.saturating_sub(h.last_seen) <= silence_timeout => HostLiveness::Up,

@@ -39,7 +39,15 @@ pub fn default_engine<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<
     let newest = |kind: &str| {
         labels
             .iter()
-            .filter_map(|l| Some((l.strip_prefix(kind)?.strip_prefix('-')?.parse::<u32>().ok()?, *l)))
+            .filter_map(|l| {
+                Some((
+                    l.strip_prefix(kind)?
+                        .strip_prefix('-')?
+                        .parse::<u32>()
+                        .ok()?,
+                    *l,
+                ))
+            })
             .max()
             .map(|(_, l)| l.to_string())
     };
@@ -47,13 +55,23 @@ pub fn default_engine<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<
 }
 
 /// Places an instance needing `memory_bytes` of engine `engine` on one of `live_hosts`.
-pub fn place(state: &ClusterState, live_hosts: &[String], engine: &str, memory_bytes: u64) -> Result<Choice, PlacementError> {
+pub fn place(
+    state: &ClusterState,
+    live_hosts: &[String],
+    engine: &str,
+    memory_bytes: u64,
+) -> Result<Choice, PlacementError> {
     if state.hosts.is_empty() {
         return Err(PlacementError::NoHosts);
     }
     let with_engine: Vec<&String> = live_hosts
         .iter()
-        .filter(|id| state.hosts.get(*id).is_some_and(|h| h.engines.iter().any(|e| e.label == engine)))
+        .filter(|id| {
+            state
+                .hosts
+                .get(*id)
+                .is_some_and(|h| h.engines.iter().any(|e| e.label == engine))
+        })
         .collect();
     if with_engine.is_empty() {
         let available: BTreeSet<&str> = live_hosts
@@ -66,23 +84,36 @@ pub fn place(state: &ClusterState, live_hosts: &[String], engine: &str, memory_b
         } else {
             available.into_iter().collect::<Vec<_>>().join(", ")
         };
-        return Err(PlacementError::NoEngine { version: engine.to_string(), available });
+        return Err(PlacementError::NoEngine {
+            version: engine.to_string(),
+            available,
+        });
     }
     let free = |id: &str| {
-        let total = state.hosts.get(id).map(|h| h.memory_total_bytes).unwrap_or(0);
+        let total = state
+            .hosts
+            .get(id)
+            .map(|h| h.memory_total_bytes)
+            .unwrap_or(0);
         total.saturating_sub(state.memory_reserved(id))
     };
     let host_id = with_engine
         .iter()
         .filter(|id| free(id) >= memory_bytes)
         .max_by(|a, b| free(a).cmp(&free(b)).then_with(|| b.cmp(a)))
-        .ok_or(PlacementError::NoCapacity { needed: memory_bytes })?
+        .ok_or(PlacementError::NoCapacity {
+            needed: memory_bytes,
+        })?
         .to_string();
     let used: BTreeSet<u16> = state.ports_in_use(&host_id).into_iter().collect();
     let front_port = (FRONT_PORT_MIN..=FRONT_PORT_MAX)
         .find(|p| !used.contains(p) && !used.contains(&(p + ENGINE_PORT_OFFSET)))
         .ok_or_else(|| PlacementError::NoPort(host_id.clone()))?;
-    Ok(Choice { host_id, front_port, engine_port: front_port + ENGINE_PORT_OFFSET })
+    Ok(Choice {
+        host_id,
+        front_port,
+        engine_port: front_port + ENGINE_PORT_OFFSET,
+    })
 }
 
 #[cfg(test)]

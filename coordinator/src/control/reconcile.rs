@@ -23,16 +23,23 @@ pub fn decide(
     for instance in state.instances.values() {
         let host_id = &instance.primary.host_id;
         let liveness = observations.liveness(host_id, now, silence_timeout);
-        let process = observations.hosts.get(host_id).and_then(|h| h.processes.get(&instance.name));
+        let process = observations
+            .hosts
+            .get(host_id)
+            .and_then(|h| h.processes.get(&instance.name));
         let target = match (liveness, process) {
             (HostLiveness::Unknown, _) => None,
-            (HostLiveness::Silent, _) => Some((InstanceStatus::Unavailable, format!("host {host_id} stopped reporting"))),
+            (HostLiveness::Silent, _) => Some((
+                InstanceStatus::Unavailable,
+                format!("host {host_id} stopped reporting"),
+            )),
             (HostLiveness::Up, None) => None,
             (HostLiveness::Up, Some(p)) if p.epoch != instance.epoch => None,
             (HostLiveness::Up, Some(p)) => match p.status {
-                ProcessStatus::Running if p.role == "master" => {
-                    Some((InstanceStatus::Available, "primary engine running".to_string()))
-                }
+                ProcessStatus::Running if p.role == "master" => Some((
+                    InstanceStatus::Available,
+                    "primary engine running".to_string(),
+                )),
                 ProcessStatus::CrashLooping | ProcessStatus::Failed => Some((
                     InstanceStatus::Unavailable,
                     format!("primary engine {}: {}", p.status.as_str(), p.last_error),
@@ -42,9 +49,16 @@ pub fn decide(
         };
         if let Some((status, reason)) = target
             && status != instance.status
-            && !(instance.status == InstanceStatus::Creating && status == InstanceStatus::Unavailable && liveness == HostLiveness::Silent)
+            && !(instance.status == InstanceStatus::Creating
+                && status == InstanceStatus::Unavailable
+                && liveness == HostLiveness::Silent)
         {
-            commands.push(Command::SetInstanceStatus { name: instance.name.clone(), status, at_ms: now_ms, reason });
+            commands.push(Command::SetInstanceStatus {
+                name: instance.name.clone(),
+                status,
+                at_ms: now_ms,
+                reason,
+            });
         }
     }
     commands
@@ -89,12 +103,20 @@ mod tests {
                 replication_password: String::new(),
             },
             epoch: 1,
-            primary: Placement { host_id: "h1".into(), front_port: 6380, engine_port: 16380 },
+            primary: Placement {
+                host_id: "h1".into(),
+                front_port: 6380,
+                engine_port: 16380,
+            },
             status,
             created_at_ms: 0,
             maintenance_window: String::new(),
         };
-        s.apply(&Command::CreateInstance { instance, app: "a".into() }).unwrap();
+        s.apply(&Command::CreateInstance {
+            instance,
+            app: "a".into(),
+        })
+        .unwrap();
         s
     }
 
@@ -118,7 +140,9 @@ mod tests {
             processes: BTreeMap::from([("redis-a-1000".to_string(), process)]),
             desired_version: 0,
         };
-        Observations { hosts: BTreeMap::from([("h1".to_string(), host)]) }
+        Observations {
+            hosts: BTreeMap::from([("h1".to_string(), host)]),
+        }
     }
 
     fn statuses(commands: &[Command]) -> Vec<InstanceStatus> {
@@ -137,18 +161,59 @@ mod tests {
         use ProcessStatus as P;
         let t = Duration::from_secs(100);
         // (current status, observation time, process status, role, epoch, now) → expected
-        let cases: Vec<(InstanceStatus, Option<(P, &str, u64)>, Duration, Vec<InstanceStatus>)> = vec![
-            (Creating, Some((P::Running, "master", 1)), t, vec![Available]),
+        type Case = (
+            InstanceStatus,
+            Option<(P, &'static str, u64)>,
+            Duration,
+            Vec<InstanceStatus>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                Creating,
+                Some((P::Running, "master", 1)),
+                t,
+                vec![Available],
+            ),
             (Creating, Some((P::Starting, "unknown", 1)), t, vec![]),
             (Creating, Some((P::Running, "master", 0)), t, vec![]), // stale epoch
             (Available, Some((P::Running, "master", 1)), t, vec![]),
-            (Available, Some((P::CrashLooping, "unknown", 1)), t, vec![Unavailable]),
-            (Available, Some((P::Failed, "unknown", 1)), t, vec![Unavailable]),
+            (
+                Available,
+                Some((P::CrashLooping, "unknown", 1)),
+                t,
+                vec![Unavailable],
+            ),
+            (
+                Available,
+                Some((P::Failed, "unknown", 1)),
+                t,
+                vec![Unavailable],
+            ),
             (Available, Some((P::Restarting, "unknown", 1)), t, vec![]), // restart in place: no change
-            (Unavailable, Some((P::Running, "master", 1)), t, vec![Available]),
-            (Available, Some((P::Running, "master", 1)), t + SILENCE, vec![]), // exactly at the limit: up
-            (Available, Some((P::Running, "master", 1)), t + SILENCE + Duration::from_millis(1), vec![Unavailable]),
-            (Creating, Some((P::Starting, "unknown", 1)), t + SILENCE * 2, vec![]), // creating stays creating
+            (
+                Unavailable,
+                Some((P::Running, "master", 1)),
+                t,
+                vec![Available],
+            ),
+            (
+                Available,
+                Some((P::Running, "master", 1)),
+                t + SILENCE,
+                vec![],
+            ), // exactly at the limit: up
+            (
+                Available,
+                Some((P::Running, "master", 1)),
+                t + SILENCE + Duration::from_millis(1),
+                vec![Unavailable],
+            ),
+            (
+                Creating,
+                Some((P::Starting, "unknown", 1)),
+                t + SILENCE * 2,
+                vec![],
+            ), // creating stays creating
             (Available, None, t, vec![]), // no report since leadership: unknown, no change
         ];
         for (i, (current, observed, now, expected)) in cases.into_iter().enumerate() {
@@ -158,7 +223,10 @@ mod tests {
                 None => Observations::default(),
             };
             let got = statuses(&decide(&s, &obs, now, 0, SILENCE));
-            assert_eq!(got, expected, "case {i}: {current:?} {observed:?} at {now:?}");
+            assert_eq!(
+                got, expected,
+                "case {i}: {current:?} {observed:?} at {now:?}"
+            );
         }
     }
 }

@@ -22,7 +22,10 @@ pub struct AdminService {
 impl AdminService {
     fn instance_pb(&self, name: &str) -> Result<pb::Instance, ApiError> {
         self.shared.read(|s| {
-            s.instances.get(name).map(|i| convert::instance(s, i)).ok_or_else(|| not_found(name))
+            s.instances
+                .get(name)
+                .map(|i| convert::instance(s, i))
+                .ok_or_else(|| not_found(name))
         })
     }
 
@@ -30,19 +33,27 @@ impl AdminService {
         let now = self.shared.clock.now();
         let silence = self.shared.config.agent_silence_timeout;
         let ids: Vec<String> = self.shared.read(|s| s.hosts.keys().cloned().collect());
-        self.shared
-            .observe(|o| ids.into_iter().filter(|id| o.liveness(id, now, silence) == HostLiveness::Up).collect())
+        self.shared.observe(|o| {
+            ids.into_iter()
+                .filter(|id| o.liveness(id, now, silence) == HostLiveness::Up)
+                .collect()
+        })
     }
 
     async fn create(&self, request: CreateInstance) -> Result<pb::Instance, ApiError> {
         let plan = plan::find_plan(&self.shared.plans, &request.plan)?.clone();
         let live = self.live_hosts();
         let (engine, placed, name) = self.shared.read(|s| {
-            let offered = live.iter().filter_map(|id| s.hosts.get(id)).flat_map(|h| h.engines.iter().map(|e| e.label.as_str()));
+            let offered = live
+                .iter()
+                .filter_map(|id| s.hosts.get(id))
+                .flat_map(|h| h.engines.iter().map(|e| e.label.as_str()));
             let engine = match &request.version {
                 Some(v) => v.clone(),
                 None => placement::default_engine(offered).ok_or_else(|| {
-                    ApiError::FailedPrecondition("no live host offers any engine; is an agent running?".into())
+                    ApiError::FailedPrecondition(
+                        "no live host offers any engine; is an agent running?".into(),
+                    )
                 })?,
             };
             let placed = placement::place(s, &live, &engine, plan.maxmemory_bytes)
@@ -50,7 +61,9 @@ impl AdminService {
             let name = (0..NAME_ATTEMPTS_MAX)
                 .map(|_| self.shared.secrets.instance_name())
                 .find(|n| !s.instances.contains_key(n))
-                .ok_or_else(|| ApiError::ResourceExhausted("could not find a free instance name".into()))?;
+                .ok_or_else(|| {
+                    ApiError::ResourceExhausted("could not find a free instance name".into())
+                })?;
             Ok::<_, ApiError>((engine, placed, name))
         })?;
         let secrets = &self.shared.secrets;
@@ -68,12 +81,21 @@ impl AdminService {
                 replication_password: secrets.password(),
             },
             epoch: 1,
-            primary: Placement { host_id: placed.host_id, front_port: placed.front_port, engine_port: placed.engine_port },
+            primary: Placement {
+                host_id: placed.host_id,
+                front_port: placed.front_port,
+                engine_port: placed.engine_port,
+            },
             status: InstanceStatus::Creating,
             created_at_ms: self.shared.clock.now_ms(),
             maintenance_window: String::new(),
         };
-        self.shared.submit(Command::CreateInstance { instance, app: request.app.clone() }).await?;
+        self.shared
+            .submit(Command::CreateInstance {
+                instance,
+                app: request.app.clone(),
+            })
+            .await?;
         tracing::info!(instance = %name, plan = %plan.name, app = %request.app, "instance created");
         self.instance_pb(&name)
     }
@@ -89,12 +111,18 @@ fn app_not_found(app: &str) -> ApiError {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn create_instance(&self, request: Request<pb::CreateInstanceRequest>) -> Result<Response<pb::Instance>, Status> {
+    async fn create_instance(
+        &self,
+        request: Request<pb::CreateInstanceRequest>,
+    ) -> Result<Response<pb::Instance>, Status> {
         let request = CreateInstance::try_from(request.into_inner())?;
         Ok(Response::new(self.create(request).await?))
     }
 
-    async fn get_instance(&self, request: Request<pb::InstanceRef>) -> Result<Response<pb::Instance>, Status> {
+    async fn get_instance(
+        &self,
+        request: Request<pb::InstanceRef>,
+    ) -> Result<Response<pb::Instance>, Status> {
         let name = names::validate_instance_name(&request.into_inner().name)?;
         Ok(Response::new(self.instance_pb(&name)?))
     }
@@ -106,11 +134,20 @@ impl Admin for AdminService {
         let app = request.into_inner().app;
         let instances = self.shared.read(|s| {
             if app.is_empty() {
-                return Ok(s.instances.values().map(|i| convert::instance(s, i)).collect());
+                return Ok(s
+                    .instances
+                    .values()
+                    .map(|i| convert::instance(s, i))
+                    .collect());
             }
             let attached = s.apps.get(&app).ok_or_else(|| app_not_found(&app))?;
             Ok::<_, ApiError>(
-                attached.attachments.values().filter_map(|n| s.instances.get(n)).map(|i| convert::instance(s, i)).collect(),
+                attached
+                    .attachments
+                    .values()
+                    .filter_map(|n| s.instances.get(n))
+                    .map(|i| convert::instance(s, i))
+                    .collect(),
             )
         })?;
         Ok(Response::new(pb::ListInstancesResponse { instances }))
@@ -133,42 +170,77 @@ impl Admin for AdminService {
             return Err(not_found(&name).into());
         }
         let at_ms = self.shared.clock.now_ms();
-        self.shared.submit(Command::DestroyInstance { name: name.clone(), at_ms }).await?;
+        self.shared
+            .submit(Command::DestroyInstance {
+                name: name.clone(),
+                at_ms,
+            })
+            .await?;
         tracing::info!(instance = %name, "instance destroyed");
         Ok(Response::new(pb::DestroyInstanceResponse { name }))
     }
 
-    async fn get_credentials(&self, request: Request<pb::InstanceRef>) -> Result<Response<pb::Credentials>, Status> {
+    async fn get_credentials(
+        &self,
+        request: Request<pb::InstanceRef>,
+    ) -> Result<Response<pb::Credentials>, Status> {
         let name = names::validate_instance_name(&request.into_inner().name)?;
         let url = self.instance_pb(&name)?.url;
         Ok(Response::new(pb::Credentials { name, url }))
     }
 
-    async fn update_settings(&self, request: Request<pb::UpdateSettingsRequest>) -> Result<Response<pb::Instance>, Status> {
+    async fn update_settings(
+        &self,
+        request: Request<pb::UpdateSettingsRequest>,
+    ) -> Result<Response<pb::Instance>, Status> {
         let (name, change): (String, SettingsChange) = request.into_inner().try_into()?;
         if !self.shared.read(|s| s.instances.contains_key(&name)) {
             return Err(not_found(&name).into());
         }
         let at_ms = self.shared.clock.now_ms();
-        self.shared.submit(Command::UpdateSettings { name: name.clone(), change, at_ms }).await?;
+        self.shared
+            .submit(Command::UpdateSettings {
+                name: name.clone(),
+                change,
+                at_ms,
+            })
+            .await?;
         Ok(Response::new(self.instance_pb(&name)?))
     }
 
-    async fn get_config_vars(&self, request: Request<pb::AppRef>) -> Result<Response<pb::ConfigVars>, Status> {
+    async fn get_config_vars(
+        &self,
+        request: Request<pb::AppRef>,
+    ) -> Result<Response<pb::ConfigVars>, Status> {
         let app = names::validate_app(&request.into_inner().app)?;
-        let (version, vars) = self.shared.read(|s| s.config_vars(&app)).ok_or_else(|| app_not_found(&app))?;
-        Ok(Response::new(pb::ConfigVars { app, version, vars: vars.into_iter().collect() }))
+        let (version, vars) = self
+            .shared
+            .read(|s| s.config_vars(&app))
+            .ok_or_else(|| app_not_found(&app))?;
+        Ok(Response::new(pb::ConfigVars {
+            app,
+            version,
+            vars: vars.into_iter().collect(),
+        }))
     }
 
-    async fn list_hosts(&self, _request: Request<pb::ListHostsRequest>) -> Result<Response<pb::ListHostsResponse>, Status> {
+    async fn list_hosts(
+        &self,
+        _request: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
         let now = self.shared.clock.now();
         let silence = self.shared.config.agent_silence_timeout;
         let observations = self.shared.observe(|o| o.clone());
-        let hosts = self.shared.read(|s| convert::hosts(s, &observations, now, silence));
+        let hosts = self
+            .shared
+            .read(|s| convert::hosts(s, &observations, now, silence));
         Ok(Response::new(pb::ListHostsResponse { hosts }))
     }
 
-    async fn list_plans(&self, _request: Request<pb::ListPlansRequest>) -> Result<Response<pb::ListPlansResponse>, Status> {
+    async fn list_plans(
+        &self,
+        _request: Request<pb::ListPlansRequest>,
+    ) -> Result<Response<pb::ListPlansResponse>, Status> {
         let plans = self
             .shared
             .plans
@@ -184,11 +256,19 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListPlansResponse { plans }))
     }
 
-    async fn get_ca_bundle(&self, _request: Request<pb::GetCaBundleRequest>) -> Result<Response<pb::CaBundle>, Status> {
-        Ok(Response::new(pb::CaBundle { pem: self.shared.ca.ca_pem().to_string() }))
+    async fn get_ca_bundle(
+        &self,
+        _request: Request<pb::GetCaBundleRequest>,
+    ) -> Result<Response<pb::CaBundle>, Status> {
+        Ok(Response::new(pb::CaBundle {
+            pem: self.shared.ca.ca_pem().to_string(),
+        }))
     }
 
-    async fn list_events(&self, request: Request<pb::InstanceRef>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        request: Request<pb::InstanceRef>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let name = names::validate_instance_name(&request.into_inner().name)?;
         let events = self.shared.read(|s| {
             if !s.instances.contains_key(&name) {
@@ -197,11 +277,17 @@ impl Admin for AdminService {
             Ok(s.events
                 .get(&name)
                 .map(|events| {
-                    events.iter().map(|e| pb::Event { at_ms: e.at_ms, instance: name.clone(), message: e.message.clone() }).collect()
+                    events
+                        .iter()
+                        .map(|e| pb::Event {
+                            at_ms: e.at_ms,
+                            instance: name.clone(),
+                            message: e.message.clone(),
+                        })
+                        .collect()
                 })
                 .unwrap_or_default())
         })?;
         Ok(Response::new(pb::ListEventsResponse { events }))
     }
 }
-

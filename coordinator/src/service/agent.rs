@@ -36,7 +36,10 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, St
 
 #[tonic::async_trait]
 impl Agent for AgentService {
-    async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         check_bearer(request.metadata(), &self.shared.join_token, "join token")?;
         let registration = Registration::try_from(request.into_inner())?;
         let host_id = match &registration.host_id {
@@ -75,7 +78,10 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let host_id = agent_identity(&request)?;
         if !self.shared.read(|s| s.hosts.contains_key(&host_id)) {
-            return Err(ApiError::PermissionDenied(format!("host {host_id} is not registered; register again")).into());
+            return Err(ApiError::PermissionDenied(format!(
+                "host {host_id} is not registered; register again"
+            ))
+            .into());
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE_LENGTH);
         let shared = self.shared.clone();
@@ -91,13 +97,19 @@ impl Agent for AgentService {
 }
 
 fn agent_identity<T>(request: &Request<T>) -> Result<String, ApiError> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| ApiError::Unauthenticated("the agent session needs the host certificate (mutual TLS)".into()))?;
-    let leaf = certs.first().ok_or_else(|| ApiError::Unauthenticated("no client certificate presented".into()))?;
+    let certs = request.peer_certs().ok_or_else(|| {
+        ApiError::Unauthenticated(
+            "the agent session needs the host certificate (mutual TLS)".into(),
+        )
+    })?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| ApiError::Unauthenticated("no client certificate presented".into()))?;
     match peer_role(leaf.as_ref()) {
         Ok(PeerRole::Agent { host_id }) => Ok(host_id),
-        Ok(other) => Err(ApiError::PermissionDenied(format!("{other:?} may not open an agent session"))),
+        Ok(other) => Err(ApiError::PermissionDenied(format!(
+            "{other:?} may not open an agent session"
+        ))),
         Err(e) => Err(ApiError::Unauthenticated(e.to_string())),
     }
 }
@@ -148,10 +160,15 @@ async fn run_session(
 
 fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(), ApiError> {
     if observed.host_id != host_id {
-        return Err(ApiError::PermissionDenied(format!("report names host {:?}", observed.host_id)));
+        return Err(ApiError::PermissionDenied(format!(
+            "report names host {:?}",
+            observed.host_id
+        )));
     }
     if observed.processes.len() > PROCESSES_PER_REPORT_MAX {
-        return Err(ApiError::ResourceExhausted("too many processes in one report".into()));
+        return Err(ApiError::ResourceExhausted(
+            "too many processes in one report".into(),
+        ));
     }
     let mut processes = std::collections::BTreeMap::new();
     for p in observed.processes {
@@ -170,7 +187,11 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
         );
     }
     let host = observed.host.unwrap_or_default();
-    let engines = observed.engines.into_iter().filter_map(|e| Engine::try_from(e).ok()).collect();
+    let engines = observed
+        .engines
+        .into_iter()
+        .filter_map(|e| Engine::try_from(e).ok())
+        .collect();
     let observation = HostObservation {
         last_seen: shared.clock.now(),
         last_seen_ms: shared.clock.now_ms(),

@@ -7,14 +7,18 @@ use tonic::metadata::MetadataMap;
 
 /// Checks `authorization: Bearer <expected>`.
 pub fn check_bearer(metadata: &MetadataMap, expected: &str, what: &str) -> Result<(), ApiError> {
-    let header = metadata
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthenticated(format!("missing {what} (authorization: Bearer <token>)")))?;
+    let header = metadata.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthenticated(format!("missing {what} (authorization: Bearer <token>)"))
+    })?;
     let presented = header
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthenticated("malformed authorization header; expected 'Bearer <token>'".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "malformed authorization header; expected 'Bearer <token>'".into(),
+            )
+        })?;
     if !constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
         return Err(ApiError::Unauthenticated(format!("wrong {what}")));
     }

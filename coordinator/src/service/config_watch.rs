@@ -22,7 +22,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigVars, Status>> + S
 impl Config for ConfigService {
     type WatchConfigStream = WatchStream;
 
-    async fn watch_config(&self, request: Request<pb::AppRef>) -> Result<Response<Self::WatchConfigStream>, Status> {
+    async fn watch_config(
+        &self,
+        request: Request<pb::AppRef>,
+    ) -> Result<Response<Self::WatchConfigStream>, Status> {
         let app = names::validate_app(&request.into_inner().app)?;
         if self.shared.read(|s| s.config_vars(&app)).is_none() {
             return Err(ApiError::NotFound(format!("app {app} has no instances attached")).into());
@@ -34,7 +37,11 @@ impl Config for ConfigService {
             let mut last: Option<pb::ConfigVars> = None;
             loop {
                 let current = shared.read(|s| s.config_vars(&app)).unwrap_or_default();
-                let vars = pb::ConfigVars { app: app.clone(), version: current.0, vars: current.1.into_iter().collect() };
+                let vars = pb::ConfigVars {
+                    app: app.clone(),
+                    version: current.0,
+                    vars: current.1.into_iter().collect(),
+                };
                 if last.as_ref() != Some(&vars) {
                     if tx.send(Ok(vars.clone())).await.is_err() {
                         break;

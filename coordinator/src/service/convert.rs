@@ -2,8 +2,8 @@
 
 use kvs_proto::pb;
 
-use crate::control::observation::HostLiveness;
 use crate::control::Observations;
+use crate::control::observation::HostLiveness;
 use crate::state::{ClusterState, Instance};
 use std::time::Duration;
 
@@ -26,7 +26,11 @@ pub fn instance(state: &ClusterState, i: &Instance) -> pb::Instance {
         // Standbys arrive with high availability; until then no plan has one.
         ha_status: "N/A".into(),
         requires_tls: true,
-        maintenance_window: if i.maintenance_window.is_empty() { "not set".into() } else { i.maintenance_window.clone() },
+        maintenance_window: if i.maintenance_window.is_empty() {
+            "not set".into()
+        } else {
+            i.maintenance_window.clone()
+        },
         attachments: state
             .attachments(&i.name)
             .into_iter()
@@ -42,7 +46,12 @@ pub fn instance(state: &ClusterState, i: &Instance) -> pb::Instance {
     }
 }
 
-pub fn hosts(state: &ClusterState, observations: &Observations, now: Duration, silence: Duration) -> Vec<pb::Host> {
+pub fn hosts(
+    state: &ClusterState,
+    observations: &Observations,
+    now: Duration,
+    silence: Duration,
+) -> Vec<pb::Host> {
     state
         .hosts
         .values()
@@ -54,14 +63,28 @@ pub fn hosts(state: &ClusterState, observations: &Observations, now: Duration, s
                 zone: h.zone.clone(),
                 address: h.address.to_string(),
                 hostname: h.hostname.clone(),
-                memory_total_bytes: seen.map(|s| s.memory_total_bytes).unwrap_or(h.memory_total_bytes),
+                memory_total_bytes: seen
+                    .map(|s| s.memory_total_bytes)
+                    .unwrap_or(h.memory_total_bytes),
                 memory_available_bytes: seen.map(|s| s.memory_available_bytes).unwrap_or(0),
                 memory_reserved_bytes: state.memory_reserved(&h.id),
                 load_avg_1m: seen.map(|s| s.load_avg_1m).unwrap_or(0.0),
                 state: liveness.as_str().into(),
-                last_seen_ms: if liveness == HostLiveness::Unknown { 0 } else { seen.map(|s| s.last_seen_ms).unwrap_or(0) },
-                engines: h.engines.iter().map(|e| format!("{} ({})", e.label, e.version)).collect(),
-                instances: state.instances.values().filter(|i| i.primary.host_id == h.id).count() as u32,
+                last_seen_ms: if liveness == HostLiveness::Unknown {
+                    0
+                } else {
+                    seen.map(|s| s.last_seen_ms).unwrap_or(0)
+                },
+                engines: h
+                    .engines
+                    .iter()
+                    .map(|e| format!("{} ({})", e.label, e.version))
+                    .collect(),
+                instances: state
+                    .instances
+                    .values()
+                    .filter(|i| i.primary.host_id == h.id)
+                    .count() as u32,
             }
         })
         .collect()

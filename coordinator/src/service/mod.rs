@@ -54,14 +54,19 @@ impl Shared {
     pub async fn submit(&self, command: Command) -> Result<Applied, ApiError> {
         let kind = command.kind();
         match self.raft.client_write(command).await {
-            Ok(response) => response.data.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string())),
+            Ok(response) => response
+                .data
+                .map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string())),
             Err(err) => Err(raft_error(kind, err)),
         }
     }
 
     /// Runs `f` on the observations.
     pub fn observe<T>(&self, f: impl FnOnce(&mut Observations) -> T) -> T {
-        let mut guard = self.observations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .observations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }
@@ -72,7 +77,9 @@ fn raft_error(kind: &str, err: ClientWriteError) -> ApiError {
         RaftError::APIError(W::ForwardToLeader(forward)) => ApiError::NotLeader {
             leader: forward.leader_node.map(|n| n.addr),
         },
-        RaftError::APIError(W::ChangeMembershipError(e)) => ApiError::FailedPrecondition(e.to_string()),
+        RaftError::APIError(W::ChangeMembershipError(e)) => {
+            ApiError::FailedPrecondition(e.to_string())
+        }
         RaftError::Fatal(fatal) => {
             tracing::error!(command = kind, cause = %fatal, "raft is stopped; this node cannot commit");
             ApiError::Unavailable(format!("the coordinator cannot commit ({fatal})"))

@@ -14,8 +14,17 @@ pub enum Command {
     RegisterHost(Host),
     /// A new instance, placed, attached to `app`.
     CreateInstance { instance: Instance, app: String },
-    SetInstanceStatus { name: String, status: InstanceStatus, at_ms: i64, reason: String },
-    UpdateSettings { name: String, change: SettingsChange, at_ms: i64 },
+    SetInstanceStatus {
+        name: String,
+        status: InstanceStatus,
+        at_ms: i64,
+        reason: String,
+    },
+    UpdateSettings {
+        name: String,
+        change: SettingsChange,
+        at_ms: i64,
+    },
     /// Removes the instance and every attachment to it.
     DestroyInstance { name: String, at_ms: i64 },
 }
@@ -42,7 +51,9 @@ pub type CommandOutcome = Result<Applied, Refusal>;
 pub enum Applied {
     Done,
     /// The config var the new instance was attached under.
-    Attached { config_var: String },
+    Attached {
+        config_var: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

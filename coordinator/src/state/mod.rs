@@ -46,8 +46,16 @@ impl ClusterState {
                 Ok(Applied::Done)
             }
             Command::CreateInstance { instance, app } => self.create_instance(instance, app),
-            Command::SetInstanceStatus { name, status, at_ms, reason } => {
-                let instance = self.instances.get_mut(name).ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
+            Command::SetInstanceStatus {
+                name,
+                status,
+                at_ms,
+                reason,
+            } => {
+                let instance = self
+                    .instances
+                    .get_mut(name)
+                    .ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
                 if instance.status != *status {
                     instance.status = *status;
                     let message = format!("status {}: {reason}", status.as_str());
@@ -55,8 +63,15 @@ impl ClusterState {
                 }
                 Ok(Applied::Done)
             }
-            Command::UpdateSettings { name, change, at_ms } => {
-                let instance = self.instances.get_mut(name).ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
+            Command::UpdateSettings {
+                name,
+                change,
+                at_ms,
+            } => {
+                let instance = self
+                    .instances
+                    .get_mut(name)
+                    .ok_or_else(|| Refusal::NoSuchInstance(name.clone()))?;
                 change.apply_to(&mut instance.settings);
                 let message = format!(
                     "settings changed: timeout {} s, maxmemory-policy {}, keyspace notifications '{}'",
@@ -97,15 +112,21 @@ impl ClusterState {
         }
         for port in [instance.primary.front_port, instance.primary.engine_port] {
             if self.ports_in_use(host).contains(&port) {
-                return Err(Refusal::PortTaken { host: host.clone(), port });
+                return Err(Refusal::PortTaken {
+                    host: host.clone(),
+                    port,
+                });
             }
         }
         let app = self.apps.entry(app_name.to_string()).or_default();
-        let config_var = kvs_proto::names::next_config_var(app.attachments.keys().map(String::as_str))
-            .ok_or_else(|| Refusal::NoConfigVarLeft(app_name.to_string()))?;
-        app.attachments.insert(config_var.clone(), instance.name.clone());
+        let config_var =
+            kvs_proto::names::next_config_var(app.attachments.keys().map(String::as_str))
+                .ok_or_else(|| Refusal::NoConfigVarLeft(app_name.to_string()))?;
+        app.attachments
+            .insert(config_var.clone(), instance.name.clone());
         app.version += 1;
-        self.instances.insert(instance.name.clone(), instance.clone());
+        self.instances
+            .insert(instance.name.clone(), instance.clone());
         self.desired_version += 1;
         let message = format!(
             "created on plan {} ({}), primary on host {} port {}, attached to {app_name} as {config_var}",
@@ -134,7 +155,11 @@ impl ClusterState {
 
     /// Plan memory placed on a host.
     pub fn memory_reserved(&self, host_id: &str) -> u64 {
-        self.instances.values().filter(|i| i.primary.host_id == host_id).map(|i| i.maxmemory_bytes).sum()
+        self.instances
+            .values()
+            .filter(|i| i.primary.host_id == host_id)
+            .map(|i| i.maxmemory_bytes)
+            .sum()
     }
 
     /// The client URL of an instance: `rediss://default:PASSWORD@HOST:PORT`.
@@ -168,7 +193,10 @@ impl ClusterState {
         self.apps
             .iter()
             .flat_map(|(app, a)| {
-                a.attachments.iter().filter(|(_, i)| *i == instance).map(move |(var, _)| (app.clone(), var.clone()))
+                a.attachments
+                    .iter()
+                    .filter(|(_, i)| *i == instance)
+                    .map(move |(var, _)| (app.clone(), var.clone()))
             })
             .collect()
     }

@@ -34,7 +34,11 @@ fn instance(name: &str, front_port: u16) -> Instance {
             replication_password: "r".repeat(32),
         },
         epoch: 1,
-        primary: Placement { host_id: "h1".into(), front_port, engine_port: front_port + 10_000 },
+        primary: Placement {
+            host_id: "h1".into(),
+            front_port,
+            engine_port: front_port + 10_000,
+        },
         status: InstanceStatus::Creating,
         created_at_ms: 10,
         maintenance_window: String::new(),
@@ -50,43 +54,94 @@ fn state_with_host() -> ClusterState {
 #[test]
 fn first_attachment_is_redis_url_then_colors() {
     let mut state = state_with_host();
-    let first = state.apply(&Command::CreateInstance { instance: instance("redis-a-1000", 6380), app: "web".into() });
-    assert_eq!(first, Ok(Applied::Attached { config_var: "REDIS_URL".into() }));
-    let second = state.apply(&Command::CreateInstance { instance: instance("redis-b-1000", 6381), app: "web".into() });
-    assert_eq!(second, Ok(Applied::Attached { config_var: "HEROKU_REDIS_AMBER_URL".into() }));
+    let first = state.apply(&Command::CreateInstance {
+        instance: instance("redis-a-1000", 6380),
+        app: "web".into(),
+    });
+    assert_eq!(
+        first,
+        Ok(Applied::Attached {
+            config_var: "REDIS_URL".into()
+        })
+    );
+    let second = state.apply(&Command::CreateInstance {
+        instance: instance("redis-b-1000", 6381),
+        app: "web".into(),
+    });
+    assert_eq!(
+        second,
+        Ok(Applied::Attached {
+            config_var: "HEROKU_REDIS_AMBER_URL".into()
+        })
+    );
     let (version, vars) = state.config_vars("web").unwrap();
     assert_eq!(version, 2);
-    assert_eq!(vars["REDIS_URL"], format!("rediss://default:{}@127.0.0.11:6380", "p".repeat(32)));
+    assert_eq!(
+        vars["REDIS_URL"],
+        format!("rediss://default:{}@127.0.0.11:6380", "p".repeat(32))
+    );
 }
 
 #[test]
 fn refusals_change_nothing() {
     let mut state = state_with_host();
-    state.apply(&Command::CreateInstance { instance: instance("redis-a-1000", 6380), app: "web".into() }).unwrap();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-a-1000", 6380),
+            app: "web".into(),
+        })
+        .unwrap();
     let before = state.clone();
     let cases = [
         (
-            Command::CreateInstance { instance: instance("redis-a-1000", 6390), app: "web".into() },
+            Command::CreateInstance {
+                instance: instance("redis-a-1000", 6390),
+                app: "web".into(),
+            },
             Refusal::InstanceExists("redis-a-1000".into()),
         ),
         (
-            Command::CreateInstance { instance: instance("redis-c-1000", 6380), app: "web".into() },
-            Refusal::PortTaken { host: "h1".into(), port: 6380 },
+            Command::CreateInstance {
+                instance: instance("redis-c-1000", 6380),
+                app: "web".into(),
+            },
+            Refusal::PortTaken {
+                host: "h1".into(),
+                port: 6380,
+            },
         ),
-        (Command::DestroyInstance { name: "nope".into(), at_ms: 5 }, Refusal::NoSuchInstance("nope".into())),
         (
-            Command::UpdateSettings { name: "nope".into(), change: SettingsChange::default(), at_ms: 5 },
+            Command::DestroyInstance {
+                name: "nope".into(),
+                at_ms: 5,
+            },
+            Refusal::NoSuchInstance("nope".into()),
+        ),
+        (
+            Command::UpdateSettings {
+                name: "nope".into(),
+                change: SettingsChange::default(),
+                at_ms: 5,
+            },
             Refusal::NoSuchInstance("nope".into()),
         ),
     ];
     for (command, refusal) in cases {
         assert_eq!(state.apply(&command), Err(refusal), "{command:?}");
-        assert_eq!(state, before, "refused {} changed the state", command.kind());
+        assert_eq!(
+            state,
+            before,
+            "refused {} changed the state",
+            command.kind()
+        );
     }
     let mut unplaced = instance("redis-d-1000", 6400);
     unplaced.primary.host_id = "ghost".into();
     assert_eq!(
-        state.apply(&Command::CreateInstance { instance: unplaced, app: "web".into() }),
+        state.apply(&Command::CreateInstance {
+            instance: unplaced,
+            app: "web".into()
+        }),
         Err(Refusal::NoSuchHost("ghost".into()))
     );
     assert_eq!(state, before);
@@ -95,11 +150,24 @@ fn refusals_change_nothing() {
 #[test]
 fn destroy_removes_attachments_and_bumps_versions() {
     let mut state = state_with_host();
-    state.apply(&Command::CreateInstance { instance: instance("redis-a-1000", 6380), app: "web".into() }).unwrap();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-a-1000", 6380),
+            app: "web".into(),
+        })
+        .unwrap();
     let desired_before = state.desired_version;
-    state.apply(&Command::DestroyInstance { name: "redis-a-1000".into(), at_ms: 20 }).unwrap();
+    state
+        .apply(&Command::DestroyInstance {
+            name: "redis-a-1000".into(),
+            at_ms: 20,
+        })
+        .unwrap();
     assert!(state.instances.is_empty());
-    assert!(state.config_vars("web").is_none(), "an app with no attachments is gone");
+    assert!(
+        state.config_vars("web").is_none(),
+        "an app with no attachments is gone"
+    );
     assert!(state.desired_version > desired_before);
     assert!(state.ports_in_use("h1").is_empty());
 }
@@ -107,7 +175,12 @@ fn destroy_removes_attachments_and_bumps_versions() {
 #[test]
 fn status_changes_are_recorded_once() {
     let mut state = state_with_host();
-    state.apply(&Command::CreateInstance { instance: instance("redis-a-1000", 6380), app: "web".into() }).unwrap();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-a-1000", 6380),
+            app: "web".into(),
+        })
+        .unwrap();
     let set = Command::SetInstanceStatus {
         name: "redis-a-1000".into(),
         status: InstanceStatus::Available,
@@ -124,9 +197,23 @@ fn status_changes_are_recorded_once() {
 #[test]
 fn settings_update_applies_only_given_fields() {
     let mut state = state_with_host();
-    state.apply(&Command::CreateInstance { instance: instance("redis-a-1000", 6380), app: "web".into() }).unwrap();
-    let change = SettingsChange { timeout_seconds: Some(0), ..Default::default() };
-    state.apply(&Command::UpdateSettings { name: "redis-a-1000".into(), change, at_ms: 40 }).unwrap();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-a-1000", 6380),
+            app: "web".into(),
+        })
+        .unwrap();
+    let change = SettingsChange {
+        timeout_seconds: Some(0),
+        ..Default::default()
+    };
+    state
+        .apply(&Command::UpdateSettings {
+            name: "redis-a-1000".into(),
+            change,
+            at_ms: 40,
+        })
+        .unwrap();
     let settings = &state.instances["redis-a-1000"].settings;
     assert_eq!(settings.timeout_seconds, 0);
     assert_eq!(settings.maxmemory_policy, "noeviction");
@@ -135,7 +222,15 @@ fn settings_update_applies_only_given_fields() {
 #[test]
 fn init_cluster_only_once() {
     let mut state = ClusterState::default();
-    let info = ClusterInfo { cluster_id: "c".into(), ca_cert_pem: "x".into(), ca_key_pem: "y".into(), created_at_ms: 1 };
+    let info = ClusterInfo {
+        cluster_id: "c".into(),
+        ca_cert_pem: "x".into(),
+        ca_key_pem: "y".into(),
+        created_at_ms: 1,
+    };
     state.apply(&Command::InitCluster(info.clone())).unwrap();
-    assert_eq!(state.apply(&Command::InitCluster(info)), Err(Refusal::AlreadyInitialized));
+    assert_eq!(
+        state.apply(&Command::InitCluster(info)),
+        Err(Refusal::AlreadyInitialized)
+    );
 }

@@ -17,7 +17,11 @@ fn host(id: &str, memory: u64, engines: &[&str]) -> Host {
         memory_total_bytes: memory,
         engines: engines
             .iter()
-            .map(|l| Engine { kind: l.split('-').next().unwrap_or_default().into(), version: "x".into(), label: (*l).into() })
+            .map(|l| Engine {
+                kind: l.split('-').next().unwrap_or_default().into(),
+                version: "x".into(),
+                label: (*l).into(),
+            })
             .collect(),
         registered_at_ms: 0,
     }
@@ -46,12 +50,20 @@ fn put(s: &mut ClusterState, name: &str, host_id: &str, front_port: u16, memory:
             replication_password: String::new(),
         },
         epoch: 1,
-        primary: Placement { host_id: host_id.into(), front_port, engine_port: front_port + ENGINE_PORT_OFFSET },
+        primary: Placement {
+            host_id: host_id.into(),
+            front_port,
+            engine_port: front_port + ENGINE_PORT_OFFSET,
+        },
         status: InstanceStatus::Creating,
         created_at_ms: 0,
         maintenance_window: String::new(),
     };
-    s.apply(&Command::CreateInstance { instance, app: "a".into() }).unwrap();
+    s.apply(&Command::CreateInstance {
+        instance,
+        app: "a".into(),
+    })
+    .unwrap();
 }
 
 fn live(ids: &[&str]) -> Vec<String> {
@@ -60,32 +72,69 @@ fn live(ids: &[&str]) -> Vec<String> {
 
 #[test]
 fn picks_the_host_with_most_free_memory() {
-    let mut s = state(&[host("h1", 1000, &["valkey-9"]), host("h2", 800, &["valkey-9"])]);
-    assert_eq!(place(&s, &live(&["h1", "h2"]), "valkey-9", 100).unwrap().host_id, "h1");
+    let mut s = state(&[
+        host("h1", 1000, &["valkey-9"]),
+        host("h2", 800, &["valkey-9"]),
+    ]);
+    assert_eq!(
+        place(&s, &live(&["h1", "h2"]), "valkey-9", 100)
+            .unwrap()
+            .host_id,
+        "h1"
+    );
     put(&mut s, "redis-a-1000", "h1", 6380, 500);
-    assert_eq!(place(&s, &live(&["h1", "h2"]), "valkey-9", 100).unwrap().host_id, "h2");
+    assert_eq!(
+        place(&s, &live(&["h1", "h2"]), "valkey-9", 100)
+            .unwrap()
+            .host_id,
+        "h2"
+    );
 }
 
 #[test]
 fn only_live_hosts_with_the_engine() {
-    let s = state(&[host("h1", 1000, &["valkey-9"]), host("h2", 800, &["redis-7"])]);
-    assert_eq!(place(&s, &live(&["h2"]), "redis-7", 1).unwrap().host_id, "h2");
+    let s = state(&[
+        host("h1", 1000, &["valkey-9"]),
+        host("h2", 800, &["redis-7"]),
+    ]);
+    assert_eq!(
+        place(&s, &live(&["h2"]), "redis-7", 1).unwrap().host_id,
+        "h2"
+    );
     let err = place(&s, &live(&["h2"]), "valkey-9", 1).unwrap_err();
-    assert_eq!(err, PlacementError::NoEngine { version: "valkey-9".into(), available: "redis-7".into() });
-    assert!(matches!(place(&s, &[], "valkey-9", 1), Err(PlacementError::NoEngine { .. })));
-    assert_eq!(place(&ClusterState::default(), &[], "valkey-9", 1), Err(PlacementError::NoHosts));
+    assert_eq!(
+        err,
+        PlacementError::NoEngine {
+            version: "valkey-9".into(),
+            available: "redis-7".into()
+        }
+    );
+    assert!(matches!(
+        place(&s, &[], "valkey-9", 1),
+        Err(PlacementError::NoEngine { .. })
+    ));
+    assert_eq!(
+        place(&ClusterState::default(), &[], "valkey-9", 1),
+        Err(PlacementError::NoHosts)
+    );
 }
 
 #[test]
 fn capacity_is_respected() {
     let s = state(&[host("h1", 1000, &["valkey-9"])]);
-    assert_eq!(place(&s, &live(&["h1"]), "valkey-9", 1001), Err(PlacementError::NoCapacity { needed: 1001 }));
+    assert_eq!(
+        place(&s, &live(&["h1"]), "valkey-9", 1001),
+        Err(PlacementError::NoCapacity { needed: 1001 })
+    );
 }
 
 #[test]
 fn lowest_free_port_pair() {
     let mut s = state(&[host("h1", 1 << 40, &["valkey-9"])]);
-    assert_eq!(place(&s, &live(&["h1"]), "valkey-9", 1).unwrap().front_port, 6380);
+    assert_eq!(
+        place(&s, &live(&["h1"]), "valkey-9", 1).unwrap().front_port,
+        6380
+    );
     put(&mut s, "redis-a-1000", "h1", 6380, 1);
     put(&mut s, "redis-b-1000", "h1", 6382, 1);
     let choice = place(&s, &live(&["h1"]), "valkey-9", 1).unwrap();
@@ -94,7 +143,13 @@ fn lowest_free_port_pair() {
 
 #[test]
 fn default_engine_prefers_newest_valkey() {
-    assert_eq!(default_engine(["redis-7", "valkey-8", "valkey-9"]).as_deref(), Some("valkey-9"));
-    assert_eq!(default_engine(["redis-6", "redis-7"]).as_deref(), Some("redis-7"));
+    assert_eq!(
+        default_engine(["redis-7", "valkey-8", "valkey-9"]).as_deref(),
+        Some("valkey-9")
+    );
+    assert_eq!(
+        default_engine(["redis-6", "redis-7"]).as_deref(),
+        Some("redis-7")
+    );
     assert_eq!(default_engine([]), None);
 }

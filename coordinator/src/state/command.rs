@@ -4,7 +4,7 @@
 use kvs_proto::model::SettingsChange;
 use serde::{Deserialize, Serialize};
 
-use super::model::{ClusterInfo, Host, Instance, InstanceStatus};
+use super::model::{ClusterInfo, CoordinatorNode, Host, Instance, InstanceStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -27,6 +27,11 @@ pub enum Command {
     },
     /// Removes the instance and every attachment to it.
     DestroyInstance { name: String, at_ms: i64 },
+    /// Records (or updates) a coordinator node's addresses. Raft membership itself is changed
+    /// through openraft; this is the directory the API uses to name the leader.
+    SetCoordinator(CoordinatorNode),
+    /// Forgets a coordinator node after it left the Raft membership.
+    RemoveCoordinator { id: u64 },
 }
 
 impl Command {
@@ -39,6 +44,8 @@ impl Command {
             Command::SetInstanceStatus { .. } => "set_instance_status",
             Command::UpdateSettings { .. } => "update_settings",
             Command::DestroyInstance { .. } => "destroy_instance",
+            Command::SetCoordinator(_) => "set_coordinator",
+            Command::RemoveCoordinator { .. } => "remove_coordinator",
         }
     }
 }

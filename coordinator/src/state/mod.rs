@@ -14,7 +14,9 @@ mod model;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use command::{Applied, Command, CommandOutcome, Refusal};
-pub use model::{App, ClusterInfo, Credentials, Event, Host, Instance, InstanceStatus, Placement};
+pub use model::{
+    App, ClusterInfo, CoordinatorNode, Credentials, Event, Host, Instance, InstanceStatus, Placement,
+};
 
 /// Events kept per instance; older ones are dropped first.
 pub const EVENTS_PER_INSTANCE_MAX: usize = 200;
@@ -29,6 +31,8 @@ pub struct ClusterState {
     pub events: BTreeMap<String, VecDeque<Event>>,
     /// Grows on every change that alters some host's desired processes.
     pub desired_version: u64,
+    /// Coordinator nodes by id (addresses only; membership lives in Raft).
+    pub coordinators: BTreeMap<u64, CoordinatorNode>,
 }
 
 impl ClusterState {
@@ -81,6 +85,14 @@ impl ClusterState {
                 );
                 self.desired_version += 1;
                 self.push_event(name, *at_ms, message);
+                Ok(Applied::Done)
+            }
+            Command::SetCoordinator(node) => {
+                self.coordinators.insert(node.id, node.clone());
+                Ok(Applied::Done)
+            }
+            Command::RemoveCoordinator { id } => {
+                self.coordinators.remove(id);
                 Ok(Applied::Done)
             }
             Command::DestroyInstance { name, at_ms: _ } => {

@@ -112,3 +112,14 @@ pub struct Event {
     pub at_ms: i64,
     pub message: String,
 }
+
+/// A coordinator node: where its peers reach its Raft service and where clients and agents reach
+/// its API (so followers can name the leader's API endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorNode {
+    pub id: u64,
+    /// `host:port` of the peer-only Raft service.
+    pub raft_addr: String,
+    /// `host:port` of the Admin/Agent/Config services.
+    pub api_addr: String,
+}

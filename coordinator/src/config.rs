@@ -32,6 +32,17 @@ pub struct Config {
     /// How often the leader compares observed and desired state.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// Address other nodes, agents and the CLI use for this node's API (default: `listen`).
+    /// Set it when `listen` is a wildcard such as 0.0.0.0.
+    pub advertise_api: Option<SocketAddr>,
+    /// Address peers use for this node's Raft service (default: `raft_listen`).
+    pub advertise_raft: Option<SocketAddr>,
+    /// Join an existing cluster through this node's API URL (`https://HOST:PORT`) on first start,
+    /// instead of bootstrapping a new cluster. Needs the cluster's admin token in
+    /// `admin_token_file` and its CA bundle in `join_ca_file`. Ignored once this node has state.
+    pub join: Option<String>,
+    /// The CA bundle to trust the node named by `join` (default: `<data_dir>/ca.pem`).
+    pub join_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -47,6 +58,10 @@ impl Default for Config {
             join_token_file: None,
             agent_silence_timeout: Duration::from_secs(5),
             reconcile_interval: Duration::from_millis(500),
+            advertise_api: None,
+            advertise_raft: None,
+            join: None,
+            join_ca_file: None,
         }
     }
 }
@@ -101,6 +116,25 @@ impl Config {
                 "agent_silence_timeout must be at least 1s".into(),
             ));
         }
+        if let Some(join) = &self.join
+            && !join.starts_with("https://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "join {join:?} must be an https:// URL"
+            )));
+        }
+        for (name, addr) in [
+            ("advertise_api", self.advertise_api),
+            ("advertise_raft", self.advertise_raft),
+        ] {
+            if let Some(addr) = addr
+                && addr.ip().is_unspecified()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {addr} must be an address peers can reach"
+                )));
+            }
+        }
         if self.reconcile_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "reconcile_interval must be positive".into(),
@@ -123,6 +157,14 @@ impl Config {
 
     pub fn ca_bundle_path(&self) -> PathBuf {
         self.data_dir.join("ca.pem")
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.advertise_api.unwrap_or(self.listen)
+    }
+
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.advertise_raft.unwrap_or(self.raft_listen)
     }
 }
 

@@ -32,6 +32,8 @@ use crate::service::agent::AgentService;
 use crate::service::auth::AdminToken;
 use crate::service::config_watch::ConfigService;
 use crate::service::{Shared, SharedRef};
+use crate::startup;
+use tonic::service::interceptor::InterceptedService;
 
 /// Largest gRPC message accepted from clients and agents.
 pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
@@ -84,36 +86,51 @@ pub async fn run_with_listeners(
     let clock = Clock::new();
     let secrets = Secrets::from_os();
 
-    let network = raft::NetworkFactory::new(None);
-    let (raft, state) = raft::open(
-        &config.data_dir.join("raft"),
-        config.node_id,
-        &config.cluster_id,
-        network,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot open the Raft store in {}",
-            config.data_dir.display()
-        )
-    })?;
-    raft::initialize_single(&raft, config.node_id, &config.raft_listen.to_string()).await?;
-    wait_for_leader(&raft).await?;
+    let peer_tls: raft::PeerTls = Arc::new(std::sync::RwLock::new(None));
+    let network = raft::NetworkFactory::with_tls_cell(peer_tls.clone());
+    let raft_dir = config.data_dir.join("raft");
+    let (raft, state) = raft::open(&raft_dir, config.node_id, &config.cluster_id, network)
+        .await
+        .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let info = bootstrap::ensure_cluster(&raft, &state, &config.cluster_id, clock.now_ms()).await?;
+    // Phase 1: this node's identity, and the peer Raft service.
+    let identity = startup::establish(&config, &raft, &state, &secrets, &clock).await?;
+    *peer_tls
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&identity.ca_pem))
+            .identity(Identity::from_pem(
+                &identity.cert.cert_pem,
+                &identity.cert.key_pem,
+            )),
+    );
+    let raft_serve = serve_raft(
+        listeners.raft,
+        &identity.cert,
+        &identity.ca_pem,
+        raft.clone(),
+        stop_rx.clone(),
+    )?;
+    let raft_server = tokio::spawn(async move {
+        if let Err(e) = raft_serve.await {
+            tracing::error!(cause = %e, "the Raft server stopped");
+        }
+    });
+
+    // Phase 2: a joining node asks to be added, then waits for the replicated cluster state.
+    let info = startup::complete(&config, &identity, &state).await?;
     let ca = ClusterCa::load(&info.ca_cert_pem, &info.ca_key_pem)
         .context("the stored cluster CA is unusable")?;
     bootstrap::write_ca_bundle(&config.ca_bundle_path(), ca.ca_pem())?;
-    let admin_token = bootstrap::load_or_create_token(&config.admin_token_path(), &secrets)?;
-    let join_token = bootstrap::load_or_create_token(&config.join_token_path(), &secrets)?;
-
-    let mut names = config.tls_names.clone();
-    names.push(config.listen.ip().to_string());
-    names.push("localhost".into());
-    let node_cert = ca.issue_coordinator(config.node_id, names)?;
+    bootstrap::write_token_if_missing(&config.admin_token_path(), &info.admin_token)?;
+    bootstrap::write_token_if_missing(&config.join_token_path(), &info.join_token)?;
     let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))
+        .identity(Identity::from_pem(
+            &identity.cert.cert_pem,
+            &identity.cert.key_pem,
+        ))
         .client_ca_root(Certificate::from_pem(ca.ca_pem()))
         .client_auth_optional(true);
 
@@ -126,13 +143,12 @@ pub async fn run_with_listeners(
         secrets,
         clock,
         plans: kvs_proto::plan::builtin_plans(),
-        admin_token,
-        join_token,
+        admin_token: info.admin_token.clone(),
+        join_token: info.join_token.clone(),
     });
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reconciler = tokio::spawn(reconcile_loop(shared.clone(), stop_rx.clone()));
 
+    // Phase 3: the API.
     let token = AdminToken(Arc::from(shared.admin_token.as_str()));
     let admin = AdminServer::new(AdminService {
         shared: shared.clone(),
@@ -146,23 +162,15 @@ pub async fn run_with_listeners(
         shared: shared.clone(),
     })
     .max_decoding_message_size(MESSAGE_SIZE_MAX);
-
-    let listener = listeners.api;
     tracing::info!(listen = %config.listen, node = config.node_id, cluster = %config.cluster_id, "coordinator ready");
     let mut stop_server = stop_rx.clone();
     let server = Server::builder()
         .tls_config(tls)?
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            admin,
-            token.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            config_service,
-            token,
-        ))
+        .add_service(InterceptedService::new(admin, token.clone()))
+        .add_service(InterceptedService::new(config_service, token))
         .add_service(agent)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tokio_stream::wrappers::TcpListenerStream::new(listeners.api),
             async move {
                 let _ = stop_server.wait_for(|stop| *stop).await;
             },
@@ -170,19 +178,6 @@ pub async fn run_with_listeners(
     let server = tokio::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(cause = %e, "the API server stopped");
-        }
-    });
-    let raft_serve = serve_raft(
-        listeners.raft,
-        &node_cert,
-        shared.ca.ca_pem(),
-        raft.clone(),
-        stop_rx.clone(),
-    )
-    .await?;
-    let raft_server = tokio::spawn(async move {
-        if let Err(e) = raft_serve.await {
-            tracing::error!(cause = %e, "the Raft server stopped");
         }
     });
 
@@ -198,9 +193,9 @@ pub async fn run_with_listeners(
     Ok(())
 }
 
-/// Serves the peer-only Raft listener (mutual TLS: peers must present a cluster certificate):
-/// returns the future that serves it until `stop`.
-async fn serve_raft(
+/// Serves the peer-only Raft listener (mutual TLS: peers must present a cluster certificate with
+/// the coordinator role): returns the future that serves it until `stop`.
+fn serve_raft(
     listener: tokio::net::TcpListener,
     node_cert: &crate::ca::IssuedCert,
     ca_pem: &str,
@@ -212,7 +207,10 @@ async fn serve_raft(
         .client_ca_root(Certificate::from_pem(ca_pem));
     Ok(Server::builder()
         .tls_config(tls)?
-        .add_service(raft::RaftService::new(raft).into_server())
+        .add_service(InterceptedService::new(
+            raft::RaftService::new(raft).into_server(),
+            CoordinatorsOnly,
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -221,7 +219,30 @@ async fn serve_raft(
         ))
 }
 
-async fn wait_for_leader(raft: &raft::Raft) -> anyhow::Result<()> {
+/// Admits only peers whose verified certificate has the coordinator role (agents hold
+/// certificates from the same CA and must never reach Raft).
+#[derive(Clone)]
+struct CoordinatorsOnly;
+
+impl tonic::service::Interceptor for CoordinatorsOnly {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let certs = request.peer_certs().ok_or_else(|| {
+            tonic::Status::unauthenticated("the Raft service needs a coordinator certificate")
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
+        match crate::ca::peer_role(leaf.as_ref()) {
+            Ok(crate::ca::PeerRole::Coordinator { .. }) => Ok(request),
+            Ok(other) => Err(tonic::Status::permission_denied(format!(
+                "{other:?} may not call the Raft service"
+            ))),
+            Err(e) => Err(tonic::Status::unauthenticated(e.to_string())),
+        }
+    }
+}
+
+pub(crate) async fn wait_for_leader(raft: &raft::Raft) -> anyhow::Result<()> {
     let mut metrics = raft.metrics();
     let deadline = tokio::time::Duration::from_secs(30);
     tokio::time::timeout(deadline, async {

@@ -160,6 +160,31 @@ impl Admin for Service {
         authorize(&r)?;
         Ok(Response::new(pb::ListEventsResponse::default()))
     }
+    async fn cluster_status(
+        &self,
+        r: Request<pb::ClusterStatusRequest>,
+    ) -> Reply<pb::ClusterStatusResponse> {
+        authorize(&r)?;
+        Ok(Response::new(pb::ClusterStatusResponse::default()))
+    }
+    async fn add_node(&self, r: Request<pb::AddNodeRequest>) -> Reply<pb::ClusterStatusResponse> {
+        authorize(&r)?;
+        Err(Status::unimplemented("fake"))
+    }
+    async fn remove_node(
+        &self,
+        r: Request<pb::RemoveNodeRequest>,
+    ) -> Reply<pb::ClusterStatusResponse> {
+        authorize(&r)?;
+        Err(Status::unimplemented("fake"))
+    }
+    async fn issue_node_certificate(
+        &self,
+        r: Request<pb::IssueNodeCertificateRequest>,
+    ) -> Reply<pb::NodeCertificate> {
+        authorize(&r)?;
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 #[tonic::async_trait]

@@ -32,8 +32,8 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 
 pub use log_store::LogStore;
 pub use network::{
-    CONNECT_TIMEOUT, Connect, MESSAGE_SIZE_MAX, NetworkFactory, PeerNetwork, RPC_TIMEOUT_MAX,
-    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_RPC_TIMEOUT_MAX,
+    CONNECT_TIMEOUT, Connect, MESSAGE_SIZE_MAX, NetworkFactory, PeerNetwork, PeerTls,
+    RPC_TIMEOUT_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_RPC_TIMEOUT_MAX,
 };
 pub use service::RaftService;
 pub use state_machine::{SnapshotBuilder, StateHandle, StateMachine};

@@ -61,19 +61,29 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Turns a configured endpoint into a channel. Production: `Endpoint::connect_lazy`.
 pub type Connect = Arc<dyn Fn(&Endpoint) -> Channel + Send + Sync>;
 
+/// The client TLS config of the peer channel, settable after the network is built: a node learns
+/// its certificate from the replicated state (or from the node it joins) after Raft has opened.
+/// `None` means plaintext `http://` (tests and the simulation).
+pub type PeerTls = Arc<std::sync::RwLock<Option<ClientTlsConfig>>>;
+
 /// Creates one [`PeerNetwork`] per peer for openraft, reusing one channel per peer.
 pub struct NetworkFactory {
-    /// TLS for the peer channel (mutual TLS with the cluster CA); `None` means plaintext `http://`.
-    tls: Option<ClientTlsConfig>,
+    /// TLS for the peer channel (mutual TLS with the cluster CA).
+    tls: PeerTls,
     /// How a channel is opened (the seam for the simulation).
     connect: Connect,
-    /// Open channels by peer id, with the address they were opened for.
-    channels: BTreeMap<NodeId, (String, Channel)>,
+    /// Open channels by peer id, with the address they were opened for and whether with TLS.
+    channels: BTreeMap<NodeId, (String, bool, Channel)>,
 }
 
 impl NetworkFactory {
     /// A factory for real networks; `tls` is the client TLS config of the peer channel.
     pub fn new(tls: Option<ClientTlsConfig>) -> NetworkFactory {
+        Self::with_tls_cell(Arc::new(std::sync::RwLock::new(tls)))
+    }
+
+    /// A factory whose TLS config the caller may set later through `tls`.
+    pub fn with_tls_cell(tls: PeerTls) -> NetworkFactory {
         NetworkFactory {
             tls,
             connect: Arc::new(|endpoint: &Endpoint| endpoint.connect_lazy()),
@@ -88,12 +98,18 @@ impl NetworkFactory {
     }
 
     fn channel(&mut self, target: NodeId, addr: &str) -> Result<Channel, String> {
-        if let Some((cached_addr, channel)) = self.channels.get(&target)
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((cached_addr, with_tls, channel)) = self.channels.get(&target)
             && cached_addr == addr
+            && *with_tls == tls.is_some()
         {
             return Ok(channel.clone());
         }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let uri = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -106,14 +122,14 @@ impl NetworkFactory {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = &tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
                 .map_err(|e| format!("TLS config for node {target}: {e}"))?;
         }
         let channel = (self.connect)(&endpoint);
         self.channels
-            .insert(target, (addr.to_string(), channel.clone()));
+            .insert(target, (addr.to_string(), tls.is_some(), channel.clone()));
         Ok(channel)
     }
 }

@@ -7,7 +7,7 @@ use kvs_proto::pb::admin_server::Admin;
 use kvs_proto::{ApiError, names, pb, plan};
 use tonic::{Request, Response, Status};
 
-use super::{SharedRef, convert};
+use super::{SharedRef, cluster, convert};
 use crate::control::observation::HostLiveness;
 use crate::control::placement;
 use crate::state::{Command, Credentials, Instance, InstanceStatus, Placement};
@@ -116,6 +116,7 @@ impl Admin for AdminService {
         request: Request<pb::CreateInstanceRequest>,
     ) -> Result<Response<pb::Instance>, Status> {
         let request = CreateInstance::try_from(request.into_inner())?;
+        self.shared.ensure_leader().await?;
         Ok(Response::new(self.create(request).await?))
     }
 
@@ -159,6 +160,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::DestroyInstanceResponse>, Status> {
         let request = request.into_inner();
         let name = names::validate_instance_name(&request.name)?;
+        self.shared.ensure_leader().await?;
         if request.confirm != name {
             return Err(ApiError::FailedPrecondition(format!(
                 "confirmation {:?} did not match {name}; destroy needs --confirm {name}",
@@ -194,6 +196,7 @@ impl Admin for AdminService {
         request: Request<pb::UpdateSettingsRequest>,
     ) -> Result<Response<pb::Instance>, Status> {
         let (name, change): (String, SettingsChange) = request.into_inner().try_into()?;
+        self.shared.ensure_leader().await?;
         if !self.shared.read(|s| s.instances.contains_key(&name)) {
             return Err(not_found(&name).into());
         }
@@ -228,6 +231,8 @@ impl Admin for AdminService {
         &self,
         _request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        // Liveness is leader memory: a follower would show every host as unknown.
+        self.shared.ensure_leader().await?;
         let now = self.shared.clock.now();
         let silence = self.shared.config.agent_silence_timeout;
         let observations = self.shared.observe(|o| o.clone());
@@ -289,5 +294,40 @@ impl Admin for AdminService {
                 .unwrap_or_default())
         })?;
         Ok(Response::new(pb::ListEventsResponse { events }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(cluster::status(&self.shared)))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(
+            cluster::add_node(&self.shared, request.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(
+            cluster::remove_node(&self.shared, request.into_inner().node_id).await?,
+        ))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        request: Request<pb::IssueNodeCertificateRequest>,
+    ) -> Result<Response<pb::NodeCertificate>, Status> {
+        Ok(Response::new(cluster::issue_node_certificate(
+            &self.shared,
+            request.into_inner(),
+        )?))
     }
 }

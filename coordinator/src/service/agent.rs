@@ -42,6 +42,7 @@ impl Agent for AgentService {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         check_bearer(request.metadata(), &self.shared.join_token, "join token")?;
         let registration = Registration::try_from(request.into_inner())?;
+        self.shared.ensure_leader().await?;
         let host_id = match &registration.host_id {
             Some(id) if self.shared.read(|s| s.hosts.contains_key(id)) => id.clone(),
             _ => self.shared.secrets.host_id(&registration.zone),
@@ -77,6 +78,8 @@ impl Agent for AgentService {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let host_id = agent_identity(&request)?;
+        // Observations live in the leader's memory: agents report to the leader only.
+        self.shared.ensure_leader().await?;
         if !self.shared.read(|s| s.hosts.contains_key(&host_id)) {
             return Err(ApiError::PermissionDenied(format!(
                 "host {host_id} is not registered; register again"

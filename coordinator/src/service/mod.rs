@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod cluster;
 pub mod config_watch;
 pub mod convert;
 
@@ -59,6 +60,23 @@ impl Shared {
                 .map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string())),
             Err(err) => Err(raft_error(kind, err)),
         }
+    }
+
+    /// Ok when this node leads; otherwise `NotLeader` naming the leader's API endpoint, which
+    /// clients follow (the `kvs-leader` header).
+    pub async fn ensure_leader(&self) -> Result<(), ApiError> {
+        let leader = self.raft.current_leader().await;
+        if leader == Some(self.config.node_id) {
+            return Ok(());
+        }
+        let endpoint = leader.and_then(|id| {
+            self.read(|s| {
+                s.coordinators
+                    .get(&id)
+                    .map(|n| format!("https://{}", n.api_addr))
+            })
+        });
+        Err(ApiError::NotLeader { leader: endpoint })
     }
 
     /// Runs `f` on the observations.

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub use command::{Applied, Command, CommandOutcome, Refusal};
 pub use model::{
-    App, ClusterInfo, CoordinatorNode, Credentials, Event, Host, Instance, InstanceStatus, Placement,
+    App, ClusterInfo, CoordinatorNode, Credentials, Event, Host, Instance, InstanceStatus,
+    Placement,
 };
 
 /// Events kept per instance; older ones are dropped first.

@@ -16,6 +16,12 @@ pub struct ClusterInfo {
     /// The CA private key (PEM). Replicated so any leader can issue certificates.
     pub ca_key_pem: String,
     pub created_at_ms: i64,
+    /// The admin API token, the same on every node.
+    #[serde(default)]
+    pub admin_token: String,
+    /// The agents' join token, the same on every node.
+    #[serde(default)]
+    pub join_token: String,
 }
 
 /// A registered host (one agent).

@@ -227,6 +227,8 @@ fn init_cluster_only_once() {
         ca_cert_pem: "x".into(),
         ca_key_pem: "y".into(),
         created_at_ms: 1,
+        admin_token: String::new(),
+        join_token: String::new(),
     };
     state.apply(&Command::InitCluster(info.clone())).unwrap();
     assert_eq!(

@@ -1,0 +1,403 @@
+//! The async shell around the supervisor: runs engines, TLS fronts and INFO polling, and feeds
+//! every outcome back into the pure core.
+//!
+//! ```text
+//!   RuntimeHandle::apply(DesiredState) ──watch──┐
+//!                                               ▼
+//!   tasks (start, watch exit, INFO, CONFIG SET, cleanup) ──events──► loop ──► Supervisor::poll(now)
+//!        ▲                                                             │            │
+//!        └───────────────────── spawned per Action ◄───────────────────┘◄── [Action]
+//!   loop ──watch──► ObservedState (statuses + INFO metrics) ──► report.rs / tests
+//! ```
+//!
+//! The loop owns all state; tasks only send events, each tagged with the process generation so a
+//! late event from an old process is ignored. Time is tokio's clock (`now` = time since start).
+//! On shutdown every engine is stopped (SIGTERM, then SIGKILL); data directories stay.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvs_proto::model::ProcessStatus;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::catalog::Catalog;
+use crate::engine::info::EngineInfo;
+use crate::engine::process::RunningEngine;
+use crate::engine::render::{self, InstancePaths};
+use crate::supervisor::{Action, Supervisor};
+use crate::tls::front::Front;
+
+mod handle;
+mod tasks;
+
+use handle::Event;
+pub use handle::{
+    DesiredState, ObservedState, ProcessReport, RuntimeHandle, RuntimeOptions, spawn,
+};
+pub use tasks::query_info;
+
+/// Bound on queued events from tasks (a few per instance are ever in flight).
+const EVENT_QUEUE_CAPACITY: usize = 1024;
+/// Extra time, beyond `stop_timeout`, a shutdown waits for engines to exit.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+struct Runtime {
+    options: RuntimeOptions,
+    catalog: Arc<Catalog>,
+    acceptor: TlsAcceptor,
+    supervisor: Supervisor,
+    start: Instant,
+    /// Live engines by instance, with their generation.
+    engines: BTreeMap<String, (u64, RunningEngine)>,
+    /// Stops asked for before the engine's spawn result arrived.
+    stop_requested: BTreeSet<(String, u64)>,
+    fronts: BTreeMap<String, Front>,
+    front_errors: BTreeMap<String, String>,
+    infos: BTreeMap<String, EngineInfo>,
+    /// Instances with an INFO poll in flight.
+    polling: BTreeSet<String>,
+    desired_version: u64,
+    events_tx: mpsc::Sender<Event>,
+    observed_tx: watch::Sender<ObservedState>,
+}
+
+impl Runtime {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(
+        mut self,
+        mut desired: watch::Receiver<Option<DesiredState>>,
+        mut events: mpsc::Receiver<Event>,
+        cancel: CancellationToken,
+    ) {
+        let on_disk = tasks::instances_on_disk(&self.options.data_dir).await;
+        self.supervisor.found_on_disk(on_disk, self.now());
+        let mut tick = tokio::time::interval(self.options.report_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown_at: Option<Instant> = None;
+        loop {
+            let deadline = self.supervisor.next_deadline().map(|d| self.start + d);
+            tokio::select! {
+                _ = cancel.cancelled(), if shutdown_at.is_none() => {
+                    tracing::info!("stopping every engine");
+                    self.supervisor.shutdown();
+                    shutdown_at = Some(Instant::now() + self.options.stop_timeout + SHUTDOWN_MARGIN);
+                }
+                changed = desired.changed(), if shutdown_at.is_none() => match changed {
+                    Ok(()) => {
+                        let state = desired.borrow_and_update().clone();
+                        if let Some(state) = state {
+                            self.apply(state);
+                        }
+                    }
+                    // The handle is gone: nobody can steer us any more.
+                    Err(_) => cancel.cancel(),
+                },
+                Some(event) = events.recv() => self.handle(event),
+                _ = tick.tick() => self.on_tick(),
+                _ = sleep_until_opt(deadline) => {}
+                _ = sleep_until_opt(shutdown_at) => {
+                    tracing::warn!("engines did not stop in time; leaving them to kill-on-drop");
+                    break;
+                }
+            }
+            let actions = self.supervisor.poll(self.now());
+            for action in actions {
+                self.execute(action);
+            }
+            if shutdown_at.is_none() {
+                self.reconcile_fronts().await;
+            }
+            self.publish();
+            if shutdown_at.is_some() && self.supervisor.is_idle() {
+                break;
+            }
+        }
+        self.fronts.clear();
+    }
+
+    fn apply(&mut self, state: DesiredState) {
+        tracing::info!(
+            version = state.version,
+            processes = state.processes.len(),
+            "desired state"
+        );
+        let rejected =
+            self.supervisor
+                .set_desired(state.processes, state.authoritative, self.now());
+        for r in rejected {
+            tracing::warn!(instance = %r.instance, reason = %r.reason, "desired process rejected");
+        }
+        self.desired_version = state.version;
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Started {
+                instance,
+                generation,
+                result: Ok(engine),
+            } => {
+                tracing::info!(%instance, pid = engine.pid, generation, "engine started");
+                self.supervisor
+                    .on_started(&instance, generation, engine.pid);
+                let mut engine = engine;
+                if self.stop_requested.remove(&(instance.clone(), generation)) {
+                    engine.stop();
+                }
+                if let Some(spec) = self.supervisor.running(&instance).cloned() {
+                    tasks::spawn_readiness(
+                        &self.options,
+                        &spec,
+                        generation,
+                        self.events_tx.clone(),
+                    );
+                }
+                self.engines.insert(instance, (generation, engine));
+            }
+            Event::Started {
+                instance,
+                generation,
+                result: Err((error, retryable)),
+            } => {
+                tracing::error!(%instance, %error, "engine did not start");
+                self.stop_requested.remove(&(instance.clone(), generation));
+                self.supervisor
+                    .on_start_failed(&instance, generation, error, retryable, now);
+            }
+            Event::Exited {
+                instance,
+                generation,
+                reason,
+            } => {
+                tracing::warn!(%instance, generation, %reason, "engine exited");
+                if self
+                    .engines
+                    .get(&instance)
+                    .is_some_and(|(g, _)| *g == generation)
+                {
+                    self.engines.remove(&instance);
+                    self.infos.remove(&instance);
+                }
+                self.supervisor
+                    .on_exited(&instance, generation, reason, now);
+            }
+            Event::Info {
+                instance,
+                generation,
+                result,
+            } => {
+                self.polling.remove(&instance);
+                if self.supervisor.generation(&instance) != Some(generation) {
+                    return;
+                }
+                match result {
+                    Ok(info) => {
+                        if !info.loading {
+                            self.supervisor.on_ready(&instance, generation);
+                        }
+                        self.infos.insert(instance, info);
+                    }
+                    Err(error) => tracing::debug!(%instance, %error, "INFO failed"),
+                }
+            }
+            Event::Reconfigured {
+                instance,
+                generation,
+                result,
+            } => {
+                match &result {
+                    Ok(()) => tracing::info!(%instance, "engine reconfigured live"),
+                    Err(error) => tracing::warn!(%instance, %error, "live reconfiguration failed"),
+                }
+                self.supervisor
+                    .on_reconfigured(&instance, generation, result);
+            }
+            Event::Cleaned { instance, result } => {
+                match &result {
+                    Ok(()) => tracing::info!(%instance, "instance removed"),
+                    Err(error) => {
+                        tracing::error!(%instance, %error, "cannot remove instance directory")
+                    }
+                }
+                self.supervisor.on_cleaned(&instance, result, now);
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        let events = self.events_tx.clone();
+        match action {
+            Action::Start {
+                process,
+                generation,
+                restart,
+            } => {
+                tracing::info!(instance = %process.instance, generation, restart, engine = %process.engine, "starting engine");
+                let Some(entry) = self.catalog.resolve(&process.engine) else {
+                    let error = format!("engine {} not installed on this host", process.engine);
+                    self.supervisor.on_start_failed(
+                        &process.instance,
+                        generation,
+                        error,
+                        false,
+                        self.now(),
+                    );
+                    return;
+                };
+                tasks::spawn_start(
+                    &self.options,
+                    entry.path.clone(),
+                    process,
+                    generation,
+                    events,
+                );
+            }
+            Action::Stop {
+                instance,
+                generation,
+            } => {
+                tracing::info!(%instance, generation, "stopping engine");
+                match self.engines.get_mut(&instance) {
+                    Some((g, engine)) if *g == generation => engine.stop(),
+                    _ => {
+                        self.stop_requested.insert((instance, generation));
+                    }
+                }
+            }
+            Action::Reconfigure {
+                instance,
+                generation,
+                from,
+                to,
+            } => {
+                tracing::info!(%instance, changes = ?render::config_set_changes(&from, &to).iter().map(|c| c.0).collect::<Vec<_>>(), "reconfiguring engine");
+                tasks::spawn_reconfigure(&self.options, *from, *to, generation, events);
+            }
+            Action::Cleanup { instance } => {
+                tracing::info!(%instance, "removing instance");
+                self.fronts.remove(&instance);
+                self.front_errors.remove(&instance);
+                tasks::spawn_cleanup(&self.options, instance, events);
+            }
+            Action::ReportStatus => {}
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for status in self.supervisor.statuses() {
+            let (Some(generation), Some(spec)) = (
+                self.supervisor.generation(&status.instance),
+                self.supervisor.running(&status.instance),
+            ) else {
+                continue;
+            };
+            if status.pid.is_some() && self.polling.insert(status.instance.clone()) {
+                tasks::spawn_info(&self.options, spec, generation, self.events_tx.clone());
+            }
+        }
+        // Fronts that failed to bind are retried by the reconcile after this tick.
+        self.front_errors.clear();
+    }
+
+    /// Makes the set of TLS fronts match the desired processes.
+    async fn reconcile_fronts(&mut self) {
+        let wanted: BTreeMap<String, (SocketAddr, SocketAddr, u32)> = self
+            .supervisor
+            .desired_processes()
+            .map(|p| {
+                let listen = SocketAddr::new(self.options.front_address, p.front_port);
+                let upstream = SocketAddr::new(self.options.engine_bind, p.engine_port);
+                (p.instance.clone(), (listen, upstream, p.maxclients))
+            })
+            .collect();
+        self.fronts.retain(|name, front| {
+            wanted.get(name).is_some_and(|(listen, upstream, _)| {
+                front.listen == *listen && front.upstream == *upstream
+            })
+        });
+        for (name, (listen, upstream, maxclients)) in wanted {
+            if let Some(front) = self.fronts.get(&name) {
+                front.set_max_connections(maxclients);
+                continue;
+            }
+            if self.front_errors.contains_key(&name) {
+                continue; // retried on the next tick
+            }
+            match Front::start(listen, upstream, self.acceptor.clone(), maxclients).await {
+                Ok(front) => {
+                    tracing::info!(instance = %name, %listen, %upstream, "TLS front listening");
+                    self.fronts.insert(name, front);
+                }
+                Err(error) => {
+                    let message = format!("TLS front cannot listen on {listen}: {error}");
+                    tracing::error!(instance = %name, %message);
+                    self.front_errors.insert(name, message);
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let processes = self
+            .supervisor
+            .statuses()
+            .into_iter()
+            .map(|s| {
+                let front_error = self.front_errors.get(&s.instance);
+                let status = match (s.status, front_error) {
+                    (ProcessStatus::Running, Some(_)) => ProcessStatus::Failed,
+                    (status, _) => status,
+                };
+                ProcessReport {
+                    info: self
+                        .infos
+                        .get(&s.instance)
+                        .cloned()
+                        .filter(|_| s.pid.is_some())
+                        .unwrap_or_default(),
+                    last_error: front_error
+                        .or(s.last_error.as_ref())
+                        .cloned()
+                        .unwrap_or_default(),
+                    instance: s.instance,
+                    epoch: s.epoch,
+                    status,
+                    pid: s.pid.unwrap_or(0),
+                    restarts: s.restarts,
+                }
+            })
+            .collect();
+        let state = ObservedState {
+            desired_version: self.desired_version,
+            processes,
+        };
+        self.observed_tx.send_if_modified(|current| {
+            let changed = *current != state;
+            if changed {
+                *current = state;
+            }
+            changed
+        });
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Paths of an instance under this runtime's data dir.
+pub(crate) fn paths(options: &RuntimeOptions, instance: &str) -> InstancePaths {
+    InstancePaths::new(&options.data_dir, instance)
+}

@@ -1,0 +1,180 @@
+//! The runtime's public face: its options, the desired and observed state types, and the handle
+//! that tests, the testbed and `report.rs` use to drive it (no coordinator needed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvs_proto::model::{DesiredProcess, ProcessStatus};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::{EVENT_QUEUE_CAPACITY, Runtime};
+use crate::engine::catalog::Catalog;
+use crate::engine::info::EngineInfo;
+use crate::engine::process::RunningEngine;
+use crate::supervisor::{RestartPolicy, Supervisor};
+
+/// What the runtime needs from the host's configuration.
+#[derive(Clone)]
+pub struct RuntimeOptions {
+    /// `instances/<name>/` directories live under here.
+    pub data_dir: PathBuf,
+    /// Engines listen on this (loopback) address.
+    pub engine_bind: IpAddr,
+    /// TLS fronts listen on this address (the host's client-facing address).
+    pub front_address: IpAddr,
+    /// The host certificate for the TLS fronts.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// INFO polling interval (and retry interval of fronts that failed to bind).
+    pub report_interval: Duration,
+    /// SIGTERM-to-SIGKILL grace period.
+    pub stop_timeout: Duration,
+    pub restart: RestartPolicy,
+}
+
+/// The desired state for this host, as the coordinator sent it (or as cached on disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredState {
+    pub version: u64,
+    pub processes: Vec<DesiredProcess>,
+    /// From the coordinator (true) or the local cache (false): only an authoritative state may
+    /// cause instance directories the agent did not itself start to be deleted.
+    pub authoritative: bool,
+}
+
+/// What the runtime observes, published on every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedState {
+    /// The version of the last desired state applied.
+    pub desired_version: u64,
+    pub processes: Vec<ProcessReport>,
+}
+
+impl ObservedState {
+    pub fn process(&self, instance: &str) -> Option<&ProcessReport> {
+        self.processes.iter().find(|p| p.instance == instance)
+    }
+}
+
+/// One instance as reported up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessReport {
+    pub instance: String,
+    pub epoch: u64,
+    pub status: ProcessStatus,
+    pub pid: u32,
+    pub restarts: u32,
+    /// Empty if none.
+    pub last_error: String,
+    /// Last INFO of the live engine (default while not running).
+    pub info: EngineInfo,
+}
+
+/// Events from tasks to the loop.
+pub(crate) enum Event {
+    Started {
+        instance: String,
+        generation: u64,
+        result: Result<RunningEngine, (String, bool)>,
+    },
+    Exited {
+        instance: String,
+        generation: u64,
+        reason: String,
+    },
+    Info {
+        instance: String,
+        generation: u64,
+        result: Result<EngineInfo, String>,
+    },
+    Reconfigured {
+        instance: String,
+        generation: u64,
+        result: Result<(), String>,
+    },
+    Cleaned {
+        instance: String,
+        result: Result<(), String>,
+    },
+}
+
+/// Controls a running runtime: feed it desired states, watch what it observes.
+pub struct RuntimeHandle {
+    desired: watch::Sender<Option<DesiredState>>,
+    observed: watch::Receiver<ObservedState>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeHandle {
+    /// Converge to `state` (replaces any previous desired state).
+    pub fn apply(&self, state: DesiredState) {
+        self.desired.send_replace(Some(state));
+    }
+
+    /// A receiver of observed states.
+    pub fn observed(&self) -> watch::Receiver<ObservedState> {
+        self.observed.clone()
+    }
+
+    /// Waits until `predicate` holds for the observed state; on timeout returns the last state.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&ObservedState) -> bool,
+    ) -> Result<ObservedState, ObservedState> {
+        let mut observed = self.observed.clone();
+        let found = tokio::time::timeout(timeout, observed.wait_for(|s| predicate(s))).await;
+        match found {
+            Ok(Ok(state)) => Ok(state.clone()),
+            _ => Err(self.observed.borrow().clone()),
+        }
+    }
+
+    /// Stops every engine and the fronts, and waits for the loop to end.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the runtime loop. Instance directories already on disk are adopted (and deleted once
+/// an authoritative desired state omits them).
+pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
+    let (desired_tx, desired_rx) = watch::channel(None);
+    let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
+    let cancel = CancellationToken::new();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let runtime = Runtime {
+        acceptor: TlsAcceptor::from(options.tls.clone()),
+        supervisor: Supervisor::new(options.restart),
+        options,
+        catalog: Arc::new(catalog),
+        start: Instant::now(),
+        engines: BTreeMap::new(),
+        stop_requested: BTreeSet::new(),
+        fronts: BTreeMap::new(),
+        front_errors: BTreeMap::new(),
+        infos: BTreeMap::new(),
+        polling: BTreeSet::new(),
+        desired_version: 0,
+        events_tx,
+        observed_tx,
+    };
+    let span = tracing::info_span!(parent: None, "runtime");
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        runtime.run(desired_rx, events_rx, cancel.clone()),
+        span,
+    ));
+    RuntimeHandle {
+        desired: desired_tx,
+        observed: observed_rx,
+        cancel,
+        task,
+    }
+}

@@ -170,6 +170,7 @@ fn observed_message(
             keyspace_hits: p.info.keyspace_hits,
             keyspace_misses: p.info.keyspace_misses,
             evicted_keys: p.info.evicted_keys,
+            ..Default::default()
         })
         .collect();
     let observed = pb::Observed {

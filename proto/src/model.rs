@@ -143,6 +143,8 @@ pub struct Registration {
     pub hostname: String,
     pub memory_total_bytes: u64,
     pub engines: Vec<Engine>,
+    /// OpenSSH public host key line, pinned by the probes; `None`: the host cannot be probed.
+    pub ssh_host_key: Option<String>,
 }
 
 impl TryFrom<pb::RegisterRequest> for Registration {
@@ -168,8 +170,32 @@ impl TryFrom<pb::RegisterRequest> for Registration {
                 .into_iter()
                 .map(Engine::try_from)
                 .collect::<Result<_, _>>()?,
+            ssh_host_key: validate_ssh_key(&req.ssh_host_key)?,
         })
     }
+}
+
+/// An OpenSSH public key line: `<algorithm> <base64> [comment]`.
+fn validate_ssh_key(line: &str) -> Result<Option<String>, ProtocolError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let algorithm = parts.next().unwrap_or_default();
+    let key = parts.next().unwrap_or_default();
+    let known = algorithm.starts_with("ssh-") || algorithm.starts_with("ecdsa-");
+    let base64 = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+    if !known || !base64 || line.len() > 16 * 1024 {
+        return Err(ProtocolError::invalid(
+            "ssh_host_key",
+            "not an OpenSSH public key line",
+        ));
+    }
+    Ok(Some(format!("{algorithm} {key}")))
 }
 
 /// The role a process plays for its instance.
@@ -199,6 +225,15 @@ impl Role {
     }
 }
 
+/// Where a standby replicates from: the primary host's client TLS front, reached through a local
+/// TLS tunnel the agent opens on `tunnel_port` (the standby engine replicates from the tunnel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub host: IpAddr,
+    pub port: u16,
+    pub tunnel_port: u16,
+}
+
 /// One engine process the coordinator wants on a host. Passwords are secrets: never log them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredProcess {
@@ -215,6 +250,13 @@ pub struct DesiredProcess {
     pub default_password: String,
     pub admin_password: String,
     pub replication_password: String,
+    /// Standby only: where to replicate from.
+    pub upstream: Option<Upstream>,
+    /// Primary with a standby only: fence (refuse client writes) after losing both the
+    /// coordinator and the standby for this many seconds. `None`: never fence.
+    pub fence_after_seconds: Option<u32>,
+    /// Primary only, planned switchover: client writes paused.
+    pub pause_writes: bool,
 }
 
 impl std::fmt::Debug for DesiredProcess {
@@ -230,6 +272,9 @@ impl std::fmt::Debug for DesiredProcess {
             .field("maxclients", &self.maxclients)
             .field("settings", &self.settings)
             .field("appendonly", &self.appendonly)
+            .field("upstream", &self.upstream)
+            .field("fence_after_seconds", &self.fence_after_seconds)
+            .field("pause_writes", &self.pause_writes)
             .finish_non_exhaustive()
     }
 }
@@ -269,10 +314,48 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
         if p.engine.is_empty() {
             return Err(ProtocolError::Missing("engine"));
         }
+        let role = Role::parse(&p.role)?;
+        let upstream = match role {
+            Role::Standby => Some(Upstream {
+                host: p.upstream_host.parse().map_err(|_| {
+                    ProtocolError::invalid(
+                        "upstream_host",
+                        format!("'{}' is not an IP address", p.upstream_host),
+                    )
+                })?,
+                port: port("upstream_port", p.upstream_port)?,
+                tunnel_port: port("tunnel_port", p.tunnel_port)?,
+            }),
+            Role::Primary => {
+                if !p.upstream_host.is_empty() || p.upstream_port != 0 || p.tunnel_port != 0 {
+                    return Err(ProtocolError::invalid(
+                        "upstream_host",
+                        "a primary has no upstream",
+                    ));
+                }
+                None
+            }
+        };
+        if role == Role::Standby && (p.fence_enabled || p.pause_writes) {
+            return Err(ProtocolError::invalid(
+                "role",
+                "fencing and paused writes apply to primaries only",
+            ));
+        }
+        let fence_after_seconds = match (p.fence_enabled, p.fence_after_seconds) {
+            (false, _) => None,
+            (true, 0) => {
+                return Err(ProtocolError::invalid(
+                    "fence_after_seconds",
+                    "must be positive",
+                ));
+            }
+            (true, seconds) => Some(seconds),
+        };
         Ok(Self {
             instance: names::validate_instance_name(&p.instance)?,
             epoch: p.epoch,
-            role: Role::parse(&p.role)?,
+            role,
             engine_port: port("engine_port", p.engine_port)?,
             front_port: port("front_port", p.front_port)?,
             engine: p.engine,
@@ -289,6 +372,9 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
             default_password: secret("default_password", p.default_password)?,
             admin_password: secret("admin_password", p.admin_password)?,
             replication_password: secret("replication_password", p.replication_password)?,
+            upstream,
+            fence_after_seconds,
+            pause_writes: p.pause_writes,
         })
     }
 }
@@ -311,6 +397,24 @@ impl From<DesiredProcess> for pb::DesiredProcess {
             default_password: p.default_password,
             admin_password: p.admin_password,
             replication_password: p.replication_password,
+            upstream_host: p
+                .upstream
+                .as_ref()
+                .map(|u| u.host.to_string())
+                .unwrap_or_default(),
+            upstream_port: p
+                .upstream
+                .as_ref()
+                .map(|u| u.port.into())
+                .unwrap_or_default(),
+            tunnel_port: p
+                .upstream
+                .as_ref()
+                .map(|u| u.tunnel_port.into())
+                .unwrap_or_default(),
+            fence_enabled: p.fence_after_seconds.is_some(),
+            fence_after_seconds: p.fence_after_seconds.unwrap_or_default(),
+            pause_writes: p.pause_writes,
         }
     }
 }
@@ -377,6 +481,7 @@ mod tests {
             default_password: "a".repeat(32),
             admin_password: "b".repeat(32),
             replication_password: "c".repeat(32),
+            ..Default::default()
         }
     }
 
@@ -402,6 +507,35 @@ mod tests {
         let mut bad = desired();
         bad.instance = "../etc".into();
         assert!(DesiredProcess::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn standby_needs_an_upstream_and_primary_has_none() {
+        let mut standby = desired();
+        standby.role = "standby".into();
+        assert!(
+            DesiredProcess::try_from(standby.clone()).is_err(),
+            "standby without upstream"
+        );
+        standby.upstream_host = "127.0.0.12".into();
+        standby.upstream_port = 6380;
+        standby.tunnel_port = 26380;
+        let domain = DesiredProcess::try_from(standby.clone()).unwrap();
+        assert_eq!(domain.upstream.as_ref().map(|u| u.tunnel_port), Some(26380));
+        assert_eq!(pb::DesiredProcess::from(domain), standby);
+        let mut fenced_standby = standby;
+        fenced_standby.fence_enabled = true;
+        fenced_standby.fence_after_seconds = 60;
+        assert!(DesiredProcess::try_from(fenced_standby).is_err());
+        let mut primary = desired();
+        primary.tunnel_port = 1;
+        assert!(
+            DesiredProcess::try_from(primary).is_err(),
+            "primary with upstream"
+        );
+        let mut zero_fence = desired();
+        zero_fence.fence_enabled = true;
+        assert!(DesiredProcess::try_from(zero_fence).is_err());
     }
 
     #[test]

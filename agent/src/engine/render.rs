@@ -178,6 +178,9 @@ mod tests {
             default_password: "d".repeat(32),
             admin_password: "a".repeat(32),
             replication_password: "r".repeat(32),
+            upstream: None,
+            fence_after_seconds: None,
+            pause_writes: false,
         }
     }
 

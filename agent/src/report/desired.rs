@@ -90,6 +90,7 @@ mod tests {
             default_password: password.into(),
             admin_password: "a".repeat(32),
             replication_password: "r".repeat(32),
+            ..Default::default()
         }
     }
 

@@ -31,6 +31,7 @@ pub async fn register(
         hostname: config.hostname.clone(),
         memory_total_bytes: host_metrics(&mut system).memory_total_bytes,
         engines: catalog.engines().into_iter().map(Into::into).collect(),
+        ssh_host_key: String::new(),
     };
     let mut endpoint = config.coordinator.clone();
     for _ in 0..2 {

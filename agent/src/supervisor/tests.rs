@@ -26,6 +26,9 @@ fn process(name: &str) -> DesiredProcess {
         default_password: "d".repeat(32),
         admin_password: "a".repeat(32),
         replication_password: "r".repeat(32),
+        upstream: None,
+        fence_after_seconds: None,
+        pause_writes: false,
     }
 }
 

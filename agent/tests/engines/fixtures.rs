@@ -93,6 +93,9 @@ pub fn process(instance: &str, engine: &str) -> DesiredProcess {
         default_password: "customerpassword0123456789".into(),
         admin_password: "adminpassword0123456789".into(),
         replication_password: "replicationpassword0123456789".into(),
+        upstream: None,
+        fence_after_seconds: None,
+        pause_writes: false,
     }
 }
 

@@ -148,6 +148,7 @@ async fn t30_register_session_desired_observed() {
         default_password: "customerpassword0123456789".into(),
         admin_password: "adminpassword0123456789".into(),
         replication_password: "replicationpassword0123456789".into(),
+        ..Default::default()
     };
     let fake = FakeCoordinator {
         host: pki.host.clone(),

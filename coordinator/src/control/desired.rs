@@ -24,6 +24,9 @@ pub fn for_host(state: &ClusterState, host_id: &str) -> Vec<DesiredProcess> {
             default_password: i.credentials.default_password.clone(),
             admin_password: i.credentials.admin_password.clone(),
             replication_password: i.credentials.replication_password.clone(),
+            upstream: None,
+            fence_after_seconds: None,
+            pause_writes: false,
         })
         .collect()
 }

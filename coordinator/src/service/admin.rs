@@ -330,4 +330,43 @@ impl Admin for AdminService {
             request.into_inner(),
         )?))
     }
+
+    async fn failover(
+        &self,
+        request: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::Instance>, Status> {
+        let name = names::validate_instance_name(&request.into_inner().name)?;
+        self.shared.ensure_leader().await?;
+        self.instance_pb(&name)?;
+        Err(ApiError::FailedPrecondition(format!("{name} has no standby to fail over to")).into())
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::ConfigVars>, Status> {
+        let request = request.into_inner();
+        let name = names::validate_instance_name(&request.name)?;
+        let app = names::validate_app(&request.app)?;
+        self.shared.ensure_leader().await?;
+        self.instance_pb(&name)?;
+        let at_ms = self.shared.clock.now_ms();
+        self.shared
+            .submit(Command::PromoteAttachment {
+                app: app.clone(),
+                instance: name.clone(),
+                at_ms,
+            })
+            .await?;
+        tracing::info!(instance = %name, %app, "promoted to REDIS_URL");
+        let (version, vars) = self
+            .shared
+            .read(|s| s.config_vars(&app))
+            .ok_or_else(|| app_not_found(&app))?;
+        Ok(Response::new(pb::ConfigVars {
+            app,
+            version,
+            vars: vars.into_iter().collect(),
+        }))
+    }
 }

@@ -27,6 +27,13 @@ pub enum Command {
     },
     /// Removes the instance and every attachment to it.
     DestroyInstance { name: String, at_ms: i64 },
+    /// Attaches `instance` to `app` as REDIS_URL; the instance that held REDIS_URL keeps a color
+    /// (reference: `redis:promote`).
+    PromoteAttachment {
+        app: String,
+        instance: String,
+        at_ms: i64,
+    },
     /// Records (or updates) a coordinator node's addresses. Raft membership itself is changed
     /// through openraft; this is the directory the API uses to name the leader.
     SetCoordinator(CoordinatorNode),
@@ -44,6 +51,7 @@ impl Command {
             Command::SetInstanceStatus { .. } => "set_instance_status",
             Command::UpdateSettings { .. } => "update_settings",
             Command::DestroyInstance { .. } => "destroy_instance",
+            Command::PromoteAttachment { .. } => "promote_attachment",
             Command::SetCoordinator(_) => "set_coordinator",
             Command::RemoveCoordinator { .. } => "remove_coordinator",
         }

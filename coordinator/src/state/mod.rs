@@ -88,6 +88,11 @@ impl ClusterState {
                 self.push_event(name, *at_ms, message);
                 Ok(Applied::Done)
             }
+            Command::PromoteAttachment {
+                app,
+                instance,
+                at_ms,
+            } => self.promote_attachment(app, instance, *at_ms),
             Command::SetCoordinator(node) => {
                 self.coordinators.insert(node.id, node.clone());
                 Ok(Applied::Done)
@@ -147,6 +152,51 @@ impl ClusterState {
         );
         self.push_event(&instance.name, instance.created_at_ms, message);
         Ok(Applied::Attached { config_var })
+    }
+
+    fn promote_attachment(&mut self, app_name: &str, instance: &str, at_ms: i64) -> CommandOutcome {
+        use kvs_proto::names::{PRIMARY_CONFIG_VAR, next_config_var};
+        if !self.instances.contains_key(instance) {
+            return Err(Refusal::NoSuchInstance(instance.to_string()));
+        }
+        let mut app = self.apps.get(app_name).cloned().unwrap_or_default();
+        if app.attachments.get(PRIMARY_CONFIG_VAR).map(String::as_str) == Some(instance) {
+            return Ok(Applied::Attached {
+                config_var: PRIMARY_CONFIG_VAR.to_string(),
+            });
+        }
+        // The target's own color attachment moves to REDIS_URL.
+        app.attachments.retain(|_, attached| attached != instance);
+        if let Some(previous) = app.attachments.remove(PRIMARY_CONFIG_VAR) {
+            let still_attached = app.attachments.values().any(|i| *i == previous);
+            if !still_attached {
+                let color = next_config_var(
+                    app.attachments
+                        .keys()
+                        .map(String::as_str)
+                        .chain([PRIMARY_CONFIG_VAR]),
+                )
+                .ok_or_else(|| Refusal::NoConfigVarLeft(app_name.to_string()))?;
+                app.attachments.insert(color.clone(), previous.clone());
+                self.push_event(
+                    &previous,
+                    at_ms,
+                    format!("{app_name}: moved from REDIS_URL to {color}"),
+                );
+            }
+        }
+        app.attachments
+            .insert(PRIMARY_CONFIG_VAR.to_string(), instance.to_string());
+        app.version += 1;
+        self.apps.insert(app_name.to_string(), app);
+        self.push_event(
+            instance,
+            at_ms,
+            format!("promoted to REDIS_URL on {app_name}"),
+        );
+        Ok(Applied::Attached {
+            config_var: PRIMARY_CONFIG_VAR.to_string(),
+        })
     }
 
     fn push_event(&mut self, instance: &str, at_ms: i64, message: String) {

@@ -236,3 +236,65 @@ fn init_cluster_only_once() {
         Err(Refusal::AlreadyInitialized)
     );
 }
+
+#[test]
+fn promote_moves_redis_url_and_keeps_a_color_for_the_old_one() {
+    let mut state = state_with_host();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-a-1000", 6380),
+            app: "web".into(),
+        })
+        .unwrap();
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-b-1000", 6381),
+            app: "web".into(),
+        })
+        .unwrap();
+    let promote = Command::PromoteAttachment {
+        app: "web".into(),
+        instance: "redis-b-1000".into(),
+        at_ms: 9,
+    };
+    assert_eq!(
+        state.apply(&promote),
+        Ok(Applied::Attached {
+            config_var: "REDIS_URL".into()
+        })
+    );
+    let attachments = &state.apps["web"].attachments;
+    assert_eq!(attachments["REDIS_URL"], "redis-b-1000");
+    assert_eq!(
+        attachments["HEROKU_REDIS_AMBER_URL"], "redis-a-1000",
+        "{attachments:?}"
+    );
+    assert_eq!(attachments.len(), 2);
+    // Promoting again changes nothing.
+    let before = state.clone();
+    state.apply(&promote).unwrap();
+    assert_eq!(state, before);
+    // An instance attached to another app only is attached to this one as REDIS_URL.
+    state
+        .apply(&Command::CreateInstance {
+            instance: instance("redis-c-1000", 6382),
+            app: "other".into(),
+        })
+        .unwrap();
+    let promote = Command::PromoteAttachment {
+        app: "web".into(),
+        instance: "redis-c-1000".into(),
+        at_ms: 10,
+    };
+    state.apply(&promote).unwrap();
+    assert_eq!(state.apps["web"].attachments["REDIS_URL"], "redis-c-1000");
+    assert_eq!(state.apps["web"].attachments.len(), 3);
+    assert_eq!(
+        state.apply(&Command::PromoteAttachment {
+            app: "web".into(),
+            instance: "nope".into(),
+            at_ms: 11
+        }),
+        Err(Refusal::NoSuchInstance("nope".into()))
+    );
+}

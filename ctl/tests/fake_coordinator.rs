@@ -160,6 +160,14 @@ impl Admin for Service {
         authorize(&r)?;
         Ok(Response::new(pb::ListEventsResponse::default()))
     }
+    async fn failover(&self, r: Request<pb::FailoverRequest>) -> Reply<pb::Instance> {
+        authorize(&r)?;
+        Err(Status::unimplemented("fake"))
+    }
+    async fn promote(&self, r: Request<pb::PromoteRequest>) -> Reply<pb::ConfigVars> {
+        authorize(&r)?;
+        Err(Status::unimplemented("fake"))
+    }
     async fn cluster_status(
         &self,
         r: Request<pb::ClusterStatusRequest>,

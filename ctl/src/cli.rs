@@ -110,6 +110,67 @@ pub enum Command {
     Ca,
     /// List the plans (memory, connection limit, persistence, high availability).
     Plans,
+    /// Operator: the coordinator cluster (status, add a node, remove a node).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Planned switchover to the standby: pause writes, let it catch up, promote, rotate the URL.
+    ///
+    /// Example: kvs failover redis-acute-6762
+    Failover(FailoverArgs),
+    /// Make an instance the app's REDIS_URL; the previous one keeps a HEROKU_REDIS_<COLOR>_URL.
+    ///
+    /// Example: kvs promote redis-acute-6762 --app dev-app
+    Promote(PromoteArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members, leader, term, and how far each node is behind the leader.
+    ///
+    /// Example: kvs cluster status
+    Status,
+    /// Add a running coordinator node (learner first, voter once it caught up).
+    ///
+    /// Example: kvs cluster add 4 10.0.4.10:7500 10.0.4.10:7400
+    Add(ClusterAddArgs),
+    /// Remove a coordinator node (refused for the last voter).
+    ///
+    /// Example: kvs cluster remove 4
+    Remove(ClusterRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterAddArgs {
+    /// The new node's id (unique in the cluster).
+    pub node_id: u64,
+    /// HOST:PORT of the new node's Raft service (its `raft_listen` / `advertise_raft`).
+    pub raft_addr: String,
+    /// HOST:PORT of the new node's API (its `listen` / `advertise_api`).
+    pub api_addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterRemoveArgs {
+    /// The node id to remove.
+    pub node_id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// Instance name.
+    pub name: String,
+    /// Promote even if the standby lags more than the plan allows (accepts data loss).
+    #[arg(long)]
+    pub allow_data_loss: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Instance name.
+    pub name: String,
+    /// The app whose REDIS_URL should point at this instance.
+    #[arg(short, long)]
+    pub app: String,
 }
 
 #[derive(Debug, Args)]

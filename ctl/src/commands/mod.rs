@@ -12,8 +12,10 @@
 
 pub mod cluster;
 pub mod config;
+pub mod ha;
 pub mod info;
 pub mod instance;
+pub mod membership;
 pub mod settings;
 pub mod wait;
 
@@ -32,13 +34,54 @@ pub struct Context {
 }
 
 impl Context {
-    /// Resolves the settings (flag > env > profile) and connects.
+    /// Resolves the settings (flag > env > profile) and connects to the coordinator leader:
+    /// the endpoint may list several nodes (comma-separated), tried in turn; a follower that
+    /// answers names the leader, and the client moves there, so writes never hit a follower.
     pub async fn client(&self) -> anyhow::Result<Client> {
         let settings = profile::resolve(&self.flags, &|key| {
             std::env::var(key).ok().filter(|v| !v.is_empty())
         })?;
-        Client::connect(&settings).await
+        let mut last_error = None;
+        for endpoint in settings
+            .endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let mut one = settings.clone();
+            one.endpoint = endpoint.to_string();
+            match Client::connect(&one).await {
+                Ok(client) => return Ok(follow_leader(client, &one).await),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no coordinator endpoint configured")))
     }
+}
+
+/// Moves to the leader when the node that answered is a follower (best effort: on any doubt the
+/// original connection is kept, and a follower's NOT-LEADER reply still names the leader).
+async fn follow_leader(client: Client, settings: &profile::Settings) -> Client {
+    let request = crate::connect::request(kvs_proto::pb::ClusterStatusRequest {});
+    let Ok(status) = client
+        .call_status(client.admin().cluster_status(request))
+        .await
+    else {
+        return client;
+    };
+    if status.leader_id == 0 || status.leader_id == status.answered_by {
+        return client;
+    }
+    let Some(leader) = status
+        .nodes
+        .iter()
+        .find(|n| n.id == status.leader_id && !n.api_addr.is_empty())
+    else {
+        return client;
+    };
+    let mut moved = settings.clone();
+    moved.endpoint = format!("https://{}", leader.api_addr);
+    Client::connect(&moved).await.unwrap_or(client)
 }
 
 /// Runs one command. Most exit 0 on success; `kvs run` exits with its child's status.
@@ -59,6 +102,9 @@ pub async fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<ExitCod
         Command::Hosts => cluster::hosts(ctx).await?,
         Command::Ca => cluster::ca(ctx).await?,
         Command::Plans => cluster::plans(ctx).await?,
+        Command::Cluster(command) => membership::run(ctx, command).await?,
+        Command::Failover(args) => ha::failover(ctx, args).await?,
+        Command::Promote(args) => ha::promote(ctx, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -272,6 +272,7 @@ async fn reconcile_loop(shared: SharedRef, mut stop: tokio::sync::watch::Receive
         if !is_leader(&shared).await {
             continue;
         }
+        publish_own_addresses(&shared).await;
         let now = shared.clock.now();
         let now_ms = shared.clock.now_ms();
         let silence = shared.config.agent_silence_timeout;
@@ -286,6 +287,25 @@ async fn reconcile_loop(shared: SharedRef, mut stop: tokio::sync::watch::Receive
                 }
             }
         }
+    }
+}
+
+/// The leader keeps its own entry in the coordinator directory current (joined nodes are
+/// recorded by AddNode; the bootstrap node and a node whose addresses changed are recorded here).
+async fn publish_own_addresses(shared: &Shared) {
+    let me = crate::state::CoordinatorNode {
+        id: shared.config.node_id,
+        raft_addr: shared.config.raft_addr().to_string(),
+        api_addr: shared.config.api_addr().to_string(),
+    };
+    if shared.read(|s| s.coordinators.get(&me.id) == Some(&me)) {
+        return;
+    }
+    if let Err(e) = shared
+        .submit(crate::state::Command::SetCoordinator(me))
+        .await
+    {
+        tracing::warn!(cause = %e, "cannot record this node's addresses");
     }
 }
 

@@ -103,6 +103,8 @@ fn is_fatal(code: Code) -> bool {
 /// The WatchConfig stream, reopened with backoff whenever it breaks.
 struct Watcher {
     client: Client,
+    /// To connect again (possibly to another coordinator node) after the stream broke.
+    ctx: Context,
     app: String,
     /// The open stream, `None` while disconnected.
     stream: Option<Streaming<pb::ConfigVars>>,
@@ -150,6 +152,13 @@ impl Watcher {
     }
 
     async fn open(&mut self) -> Result<Streaming<pb::ConfigVars>, tonic::Status> {
+        if self.received {
+            // The coordinator may have moved: resolve the endpoints (and the leader) again.
+            match self.ctx.client().await {
+                Ok(client) => self.client = client,
+                Err(err) => return Err(tonic::Status::unavailable(err.to_string())),
+            }
+        }
         let message = pb::AppRef {
             app: self.app.clone(),
         };
@@ -215,6 +224,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = ctx.client().await?;
     let mut watcher = Watcher {
         client,
+        ctx: ctx.clone(),
         app: args.app.clone(),
         stream: None,
         backoff: Backoff::default(),

@@ -26,6 +26,7 @@ use crate::connect::Client;
 use crate::profile;
 
 /// What every command gets: how to connect, and the output format.
+#[derive(Clone)]
 pub struct Context {
     /// The global connection flags, resolved against env and profile on first use.
     pub flags: ConnectFlags,

@@ -63,6 +63,7 @@ async fn probe_with_other_pinned_key_is_host_key_mismatch() {
     let outcome = prober
         .probe(&target(sshd.port, &sshd.user, Some(other.clone())))
         .await;
+    eprintln!("outcome: {outcome}");
     let ProbeOutcome::HostKeyMismatch {
         expected,
         presented,
@@ -84,6 +85,7 @@ async fn probe_of_closed_port_is_connect_failed() {
     let prober = prober(Arc::new(key));
 
     let outcome = prober.probe(&target(free_port(), "root", None)).await;
+    eprintln!("outcome: {outcome}");
     assert!(
         matches!(outcome, ProbeOutcome::ConnectFailed(_)),
         "{outcome}"
@@ -111,6 +113,7 @@ async fn probe_of_silent_listener_times_out_in_handshake() {
 
     let start = tokio::time::Instant::now();
     let outcome = prober.probe(&target(port, "root", None)).await;
+    eprintln!("outcome: {outcome}");
     assert_eq!(outcome, ProbeOutcome::Timeout { stage: "handshake" });
     assert!(
         start.elapsed() < Duration::from_secs(3),
@@ -135,6 +138,7 @@ async fn probe_with_unknown_client_key_is_auth_failed() {
             Some(sshd.host_public_key.clone()),
         ))
         .await;
+    eprintln!("outcome: {outcome}");
     assert!(matches!(outcome, ProbeOutcome::AuthFailed(_)), "{outcome}");
 }
 

@@ -43,6 +43,29 @@ pub struct Config {
     pub join: Option<String>,
     /// The CA bundle to trust the node named by `join` (default: `<data_dir>/ca.pem`).
     pub join_ca_file: Option<PathBuf>,
+    /// How often every node probes every host over SSH.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Deadline of one probe (connect, handshake, authenticate, run).
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// SSH port and user of the probes on every host.
+    pub probe_port: u16,
+    pub probe_user: String,
+    /// The probe's ed25519 key; created on first start (default `<data_dir>/probe_key`, with the
+    /// public half in `probe_key.pub` for the hosts' authorized_keys).
+    pub probe_key_file: Option<PathBuf>,
+    /// A host must be unreachable from every vantage point, its agent silent and its standbys'
+    /// links down for this whole window before its instances fail over.
+    #[serde(with = "humantime_serde")]
+    pub confirmation_window: Duration,
+    /// A primary that lost both the coordinators and its standby for this long stops taking
+    /// writes (must be well below `confirmation_window`).
+    #[serde(with = "humantime_serde")]
+    pub fence_after: Duration,
+    /// A standby lagging its primary by more than this is not promoted without
+    /// `--allow-data-loss`.
+    pub max_lag_bytes: u64,
 }
 
 impl Default for Config {
@@ -62,6 +85,14 @@ impl Default for Config {
             advertise_raft: None,
             join: None,
             join_ca_file: None,
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            probe_port: 22,
+            probe_user: "kvs-probe".into(),
+            probe_key_file: None,
+            confirmation_window: Duration::from_secs(120),
+            fence_after: Duration::from_secs(60),
+            max_lag_bytes: 1024 * 1024,
         }
     }
 }
@@ -135,6 +166,27 @@ impl Config {
                 )));
             }
         }
+        if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
+            return Err(ConfigError::Invalid("probe_interval and probe_timeout must be positive".into()));
+        }
+        if self.probe_timeout > self.probe_interval {
+            return Err(ConfigError::Invalid(format!(
+                "probe_timeout ({:?}) must not exceed probe_interval ({:?})",
+                self.probe_timeout, self.probe_interval
+            )));
+        }
+        if self.fence_after.is_zero() || self.fence_after >= self.confirmation_window {
+            return Err(ConfigError::Invalid(format!(
+                "fence_after ({:?}) must be positive and below confirmation_window ({:?}), so an \
+                 isolated primary stops taking writes before its standby can be promoted",
+                self.fence_after, self.confirmation_window
+            )));
+        }
+        if self.confirmation_window < self.probe_interval * 2 {
+            return Err(ConfigError::Invalid(
+                "confirmation_window must span at least two probe intervals".into(),
+            ));
+        }
         if self.reconcile_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "reconcile_interval must be positive".into(),
@@ -157,6 +209,10 @@ impl Config {
 
     pub fn ca_bundle_path(&self) -> PathBuf {
         self.data_dir.join("ca.pem")
+    }
+
+    pub fn probe_key_path(&self) -> PathBuf {
+        self.probe_key_file.clone().unwrap_or_else(|| self.data_dir.join("probe_key"))
     }
 
     pub fn api_addr(&self) -> SocketAddr {

@@ -35,7 +35,7 @@ pub use network::{
     CONNECT_TIMEOUT, Connect, MESSAGE_SIZE_MAX, NetworkFactory, PeerNetwork, PeerTls,
     RPC_TIMEOUT_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_RPC_TIMEOUT_MAX,
 };
-pub use service::RaftService;
+pub use service::{ProbeSink, RaftService};
 pub use state_machine::{SnapshotBuilder, StateHandle, StateMachine};
 pub use store::{DATABASE_FILE_NAME, Store, StoreError, StoreIoError};
 pub use types::{

@@ -21,15 +21,26 @@ use tonic::{Request, Response, Status};
 use super::network::MESSAGE_SIZE_MAX;
 use super::types::Raft;
 
+/// Where a follower's probe report goes on this node; returns whether it was accepted (only the
+/// leader accepts).
+pub type ProbeSink = std::sync::Arc<dyn Fn(kvs_proto::pb::ProbeReport) -> bool + Send + Sync>;
+
 /// The tonic Raft service of one coordinator node.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    probe_sink: Option<ProbeSink>,
 }
 
 impl RaftService {
     pub fn new(raft: Raft) -> RaftService {
-        RaftService { raft }
+        RaftService { raft, probe_sink: None }
+    }
+
+    /// Accept followers' probe reports into `sink`.
+    pub fn with_probe_sink(mut self, sink: ProbeSink) -> RaftService {
+        self.probe_sink = Some(sink);
+        self
     }
 
     /// The service wrapped in its tonic server, with the same message size limit as the client.
@@ -73,4 +84,19 @@ impl RaftRpc for RaftService {
         let reply = self.raft.install_snapshot(decode(request)?).await;
         encode(&reply)
     }
+
+    async fn report_probes(
+        &self,
+        request: Request<kvs_proto::pb::ProbeReport>,
+    ) -> Result<Response<kvs_proto::pb::ProbeAck>, Status> {
+        let report = request.into_inner();
+        if report.results.len() > PROBE_RESULTS_PER_REPORT_MAX {
+            return Err(Status::invalid_argument("too many probe results in one report"));
+        }
+        let accepted = self.probe_sink.as_ref().is_some_and(|sink| sink(report));
+        Ok(Response::new(kvs_proto::pb::ProbeAck { accepted }))
+    }
 }
+
+/// Hosts one probe report may cover.
+const PROBE_RESULTS_PER_REPORT_MAX: usize = 100_000;

@@ -63,6 +63,12 @@ pub struct Config {
     /// writes (must be well below `confirmation_window`).
     #[serde(with = "humantime_serde")]
     pub fence_after: Duration,
+    /// Take a Raft snapshot after this many applied entries (bounds the log and what a restarting
+    /// node replays).
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind the last snapshot, so a briefly lagging follower catches up from the
+    /// log rather than from a whole snapshot.
+    pub log_entries_kept: u64,
     /// A standby lagging its primary by more than this is not promoted without
     /// `--allow-data-loss`.
     pub max_lag_bytes: u64,
@@ -93,6 +99,8 @@ impl Default for Config {
             confirmation_window: Duration::from_secs(120),
             fence_after: Duration::from_secs(60),
             max_lag_bytes: 1024 * 1024,
+            snapshot_every_entries: crate::raft::SNAPSHOT_LOGS_SINCE_LAST,
+            log_entries_kept: crate::raft::LOGS_KEPT_AFTER_SNAPSHOT,
         }
     }
 }
@@ -186,6 +194,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "confirmation_window must span at least two probe intervals".into(),
             ));
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err(ConfigError::Invalid("snapshot_every_entries must be positive".into()));
         }
         if self.reconcile_interval.is_zero() {
             return Err(ConfigError::Invalid(

@@ -89,7 +89,10 @@ pub async fn run_with_listeners(
     let peer_tls: raft::PeerTls = Arc::new(std::sync::RwLock::new(None));
     let network = raft::NetworkFactory::with_tls_cell(peer_tls.clone());
     let raft_dir = config.data_dir.join("raft");
-    let (raft, state) = raft::open(&raft_dir, config.node_id, &config.cluster_id, network)
+    let mut raft_config = raft::config(&config.cluster_id);
+    raft_config.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries);
+    raft_config.max_in_snapshot_log_to_keep = config.log_entries_kept;
+    let (raft, state) = raft::open_with_config(&raft_dir, config.node_id, &config.cluster_id, network, raft_config)
         .await
         .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

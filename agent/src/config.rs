@@ -17,12 +17,21 @@ const REPORT_INTERVAL_MIN: Duration = Duration::from_millis(50);
 /// Longest accepted `report_interval`: slower than this and the coordinator thinks we are silent.
 const REPORT_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
+/// The coordinator endpoint when none is configured.
+const DEFAULT_COORDINATOR: &str = "https://127.0.0.1:7400";
+/// Where OpenSSH keeps the ed25519 host key.
+const DEFAULT_SSH_HOST_KEY_FILE: &str = "/etc/ssh/ssh_host_ed25519_key.pub";
+
 /// Everything `kvs-agent` reads from its config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Coordinator gRPC endpoint (`https://HOST:PORT`). Any node: the agent follows the leader.
-    pub coordinator: String,
+    /// One coordinator gRPC endpoint (`https://HOST:PORT`); the same as a one-element
+    /// `coordinators`. Set at most one of the two.
+    pub coordinator: Option<String>,
+    /// Coordinator gRPC endpoints (any nodes): tried in turn on failure; the agent follows the
+    /// leader they point to. After `validate`, always the full list (`coordinator` folded in).
+    pub coordinators: Vec<String>,
     /// The cluster CA bundle (PEM), used to verify the coordinator on first registration.
     pub ca_file: PathBuf,
     /// File holding the cluster join token (used by Register).
@@ -42,6 +51,9 @@ pub struct Config {
     /// How often observed state (INFO of every engine, host metrics) is reported.
     #[serde(with = "humantime_serde")]
     pub report_interval: Duration,
+    /// The host's SSH public host key, sent at registration so the coordinators' probes can pin
+    /// it. A missing file: an empty key (the host cannot be probed), with a warning.
+    pub ssh_host_key_file: PathBuf,
     /// Engine binaries; unset ones are searched in `PATH`.
     pub engines: EnginesConfig,
     /// Grace period between SIGTERM and SIGKILL when an engine is stopped.
@@ -77,7 +89,8 @@ impl Default for Config {
     fn default() -> Self {
         let restart = RestartPolicy::default();
         Self {
-            coordinator: "https://127.0.0.1:7400".into(),
+            coordinator: None,
+            coordinators: Vec::new(),
             ca_file: "/etc/kvs/ca.pem".into(),
             join_token_file: None,
             join_token: None,
@@ -87,6 +100,7 @@ impl Default for Config {
             engine_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             data_dir: "/var/lib/kvs/agent".into(),
             report_interval: Duration::from_secs(1),
+            ssh_host_key_file: DEFAULT_SSH_HOST_KEY_FILE.into(),
             engines: EnginesConfig::default(),
             stop_timeout: Duration::from_secs(5),
             restart_budget_max: restart.budget_max,
@@ -141,11 +155,27 @@ impl Config {
         if self.zone.trim().is_empty() {
             return Err(invalid("zone", "must be set (e.g. zone = \"a\")"));
         }
-        if !self.coordinator.starts_with("https://") {
-            return Err(invalid(
-                "coordinator",
-                format!("'{}' must be an https:// URL", self.coordinator),
-            ));
+        match (
+            self.coordinator.take().filter(|c| !c.is_empty()),
+            self.coordinators.is_empty(),
+        ) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    "coordinators",
+                    "set either coordinator or coordinators, not both",
+                ));
+            }
+            (Some(one), true) => self.coordinators = vec![one],
+            (None, true) => self.coordinators = vec![DEFAULT_COORDINATOR.to_string()],
+            (None, false) => {}
+        }
+        for endpoint in &self.coordinators {
+            if !endpoint.starts_with("https://") {
+                return Err(invalid(
+                    "coordinators",
+                    format!("'{endpoint}' must be an https:// URL"),
+                ));
+            }
         }
         if !self.engine_bind.is_loopback() {
             return Err(invalid(
@@ -206,6 +236,20 @@ impl Config {
                 .into_owned();
         }
         Ok(self)
+    }
+
+    /// The SSH host public key line, trimmed; empty (with a warning) if it cannot be read.
+    pub fn read_ssh_host_key(&self) -> String {
+        match std::fs::read_to_string(&self.ssh_host_key_file) {
+            Ok(text) => {
+                let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+                line.unwrap_or_default().to_string()
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.ssh_host_key_file.display(), %error, "no SSH host key; the coordinators cannot probe this host");
+                String::new()
+            }
+        }
     }
 
     /// The restart policy the supervisor applies.
@@ -299,6 +343,46 @@ mod tests {
         assert!(err.contains("report_interval"), "{err}");
         let err = parse("zone = \"a\"\nbogus = 1").unwrap_err();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn coordinators_one_or_many() {
+        let one = parse("zone = \"a\"\ncoordinator = \"https://10.0.0.1:7400\"").expect("one");
+        assert_eq!(one.coordinators, ["https://10.0.0.1:7400"]);
+        assert_eq!(one.coordinator, None);
+        assert_eq!(one.clone().validate().expect("idempotent"), one);
+        let many = parse(
+            "zone = \"a\"\ncoordinators = [\"https://10.0.0.1:7400\", \"https://10.0.0.2:7400\"]",
+        )
+        .expect("many");
+        assert_eq!(many.coordinators.len(), 2);
+        let none = parse("zone = \"a\"").expect("default");
+        assert_eq!(none.coordinators, ["https://127.0.0.1:7400"]);
+        let both =
+            parse("zone = \"a\"\ncoordinator = \"https://a:1\"\ncoordinators = [\"https://b:1\"]")
+                .unwrap_err();
+        assert!(both.contains("coordinators"), "{both}");
+        let http = parse("zone = \"a\"\ncoordinators = [\"http://a:1\"]").unwrap_err();
+        assert!(http.contains("https://"), "{http}");
+    }
+
+    #[test]
+    fn ssh_host_key_is_read_or_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.pub");
+        std::fs::write(&path, "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA root@host\n").expect("write");
+        let mut config = parse("zone = \"a\"").expect("valid");
+        assert_eq!(
+            config.ssh_host_key_file,
+            Path::new("/etc/ssh/ssh_host_ed25519_key.pub")
+        );
+        config.ssh_host_key_file = path;
+        assert_eq!(
+            config.read_ssh_host_key(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA root@host"
+        );
+        config.ssh_host_key_file = dir.path().join("missing.pub");
+        assert_eq!(config.read_ssh_host_key(), "");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!     ├─ report::register     host id + certificate (stored by identity.rs)
 //!     ├─ runtime::spawn       the async shell ── supervisor (pure decisions)
 //!     │     ├─ engine::process   engine processes (own process group, engine.log, pid file)
-//!     │     └─ tls::front        client TLS ─► engine, one per instance
+//!     │     ├─ tls::front        client TLS ─► engine, one per instance (fenced: refuses clients)
+//!     │     ├─ tls::tunnel       standby engine ─► TLS ─► the primary host's front
+//!     │     └─ fencing           pure: when to fence a primary, when to pause writes
 //!     └─ report::session_loop Desired down ─► runtime; runtime's ObservedState ─► Observed up
 //! ```
 //!
@@ -18,6 +20,7 @@
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod fencing;
 pub mod identity;
 pub mod report;
 pub mod runtime;
@@ -68,13 +71,16 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
     let Some(identity) = obtain_identity(&config, &catalog, &cancel).await? else {
         return Ok(());
     };
-    let tls = tls::server_config(&identity.cert_pem, &identity.key_pem)
-        .context("the host certificate is unusable")?;
+    let tls = tls::server_config(&identity.cert_pem, &identity.key_pem, &identity.ca_pem)
+        .context("the host certificate or the cluster CA is unusable")?;
+    let tunnel_tls = tls::client_config(&identity.cert_pem, &identity.key_pem, &identity.ca_pem)
+        .context("the host certificate or the cluster CA is unusable")?;
     let options = RuntimeOptions {
         data_dir: config.data_dir.clone(),
         engine_bind: config.engine_bind,
         front_address: config.address,
         tls,
+        tunnel_tls,
         report_interval: config.report_interval,
         stop_timeout: config.stop_timeout,
         restart: config.restart_policy(),

@@ -5,8 +5,12 @@
 //!        stored in data_dir (identity.rs)
 //!   Session (mTLS with the host cert) ◄─► Desired (down, full, versioned) / Observed (up, every
 //!        report_interval and on change)
-//!   on error: reconnect with backoff; an UNAVAILABLE carrying `kvs-leader` redirects to the leader
+//!   on error: an UNAVAILABLE carrying `kvs-leader` redirects to the leader at once; otherwise the
+//!        next configured coordinator, with backoff once the whole list failed
 //! ```
+//!
+//! The runtime is told whether the session is up (`RuntimeHandle::set_coordinator_connected`):
+//! fencing (DESIGN §4 rule 5) counts how long it has been down.
 //!
 //! Every `Desired` is validated process by process (`DesiredProcess::try_from`); an invalid one is
 //! logged and replaced by its last valid spec (or skipped if there is none) so a bad message can
@@ -47,6 +51,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect backoff bounds.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Leader redirects followed in a row before falling back to the configured list with backoff.
+const MAX_REDIRECTS: usize = 3;
 /// Observed messages queued for the stream; when full, a report is dropped (the next is fresher).
 const UP_QUEUE_CAPACITY: usize = 16;
 /// Largest message accepted from the coordinator.
@@ -166,11 +172,13 @@ fn observed_message(
             ops_per_sec: p.info.ops_per_sec,
             replication_offset: p.info.replication_offset,
             master_link_status: p.info.master_link_status.clone(),
+            master_last_io_seconds: p.info.master_last_io_seconds,
+            connected_replicas: p.info.connected_replicas,
+            fenced: p.fenced,
             last_error: p.last_error.clone(),
             keyspace_hits: p.info.keyspace_hits,
             keyspace_misses: p.info.keyspace_misses,
             evicted_keys: p.info.evicted_keys,
-            ..Default::default()
         })
         .collect();
     let observed = pb::Observed {
@@ -186,7 +194,8 @@ fn observed_message(
     }
 }
 
-/// Keeps a session open until `cancel`, reconnecting with backoff.
+/// Keeps a session open until `cancel`, reconnecting with backoff: the configured coordinators in
+/// turn, and the leader any of them points to.
 pub async fn session_loop(
     config: &Config,
     identity: &Identity,
@@ -194,7 +203,14 @@ pub async fn session_loop(
     runtime: &RuntimeHandle,
     cancel: &CancellationToken,
 ) {
-    let mut endpoint = config.coordinator.clone();
+    let coordinators = &config.coordinators;
+    let Some(first) = coordinators.first() else {
+        tracing::error!("no coordinator configured");
+        return;
+    };
+    // Index of the configured coordinator to try next; failures since the last good session.
+    let (mut next, mut failures, mut redirects) = (1 % coordinators.len(), 0usize, 0usize);
+    let mut endpoint = first.clone();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut last_valid = BTreeMap::new();
     while !cancel.is_cancelled() {
@@ -207,21 +223,35 @@ pub async fn session_loop(
             connected: false,
         };
         let result = session.run(&endpoint, cancel).await;
+        runtime.set_coordinator_connected(false);
         if session.connected {
             backoff = RECONNECT_BACKOFF_MIN;
+            failures = 0;
+            redirects = 0;
         }
         match result {
             Ok(()) => return,
             Err(error) => {
-                if let Some(leader) = error.leader() {
+                // Nodes pointing at each other (an election in progress) must not spin.
+                let leader = error.leader().filter(|l| *l != endpoint);
+                if let Some(leader) = leader.filter(|_| redirects < MAX_REDIRECTS) {
                     tracing::info!(%leader, "following the coordinator leader");
+                    redirects += 1;
                     endpoint = leader;
                     continue;
                 }
-                tracing::warn!(%endpoint, %error, retry_in = ?backoff, "coordinator session failed");
-                endpoint = config.coordinator.clone();
+                redirects = 0;
+                tracing::warn!(%endpoint, %error, "coordinator session failed");
+                endpoint = coordinators[next].clone();
+                next = (next + 1) % coordinators.len();
+                failures += 1;
+                // Each coordinator once without waiting, then back off.
+                if failures < coordinators.len() {
+                    continue;
+                }
             }
         }
+        tracing::info!(retry_in = ?backoff, next = %endpoint, "waiting before reconnecting");
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
@@ -266,6 +296,7 @@ impl Session<'_> {
             .await?
             .into_inner();
         self.connected = true;
+        self.runtime.set_coordinator_connected(true);
         tracing::info!(%endpoint, host_id = %self.identity.host_id, "coordinator session open");
         let mut tick = tokio::time::interval(self.config.report_interval);
         loop {

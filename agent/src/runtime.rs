@@ -1,5 +1,6 @@
-//! The async shell around the supervisor: runs engines, TLS fronts and INFO polling, and feeds
-//! every outcome back into the pure core.
+//! The async shell around the supervisor: runs engines, TLS fronts, replication tunnels and INFO
+//! polling, applies fencing and paused writes, and feeds every outcome back into the pure cores
+//! (`supervisor`, `fencing`).
 //!
 //! ```text
 //!   RuntimeHandle::apply(DesiredState) ──watch──┐
@@ -8,31 +9,40 @@
 //!        ▲                                                             │            │
 //!        └───────────────────── spawned per Action ◄───────────────────┘◄── [Action]
 //!   loop ──watch──► ObservedState (statuses + INFO metrics) ──► report.rs / tests
+//!   RuntimeHandle::set_coordinator_connected ──watch──► loop ──► Fencing::update ──► fronts,
+//!                                                                 WritePauses ──► CLIENT PAUSE
 //! ```
+//!
+//! Fronts and tunnels are level-triggered from the desired processes (`links.rs`): every standby
+//! has a tunnel on `engine_bind:tunnel_port` to its upstream's front; a changed upstream
+//! re-creates it (dropping the old connections).
 //!
 //! The loop owns all state; tasks only send events, each tagged with the process generation so a
 //! late event from an old process is ignored. Time is tokio's clock (`now` = time since start).
 //! On shutdown every engine is stopped (SIGTERM, then SIGKILL); data directories stay.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvs_proto::model::ProcessStatus;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::catalog::Catalog;
 use crate::engine::info::EngineInfo;
 use crate::engine::process::RunningEngine;
 use crate::engine::render::{self, InstancePaths};
+use crate::fencing::{Fencing, WritePauses};
 use crate::supervisor::{Action, Supervisor};
 use crate::tls::front::Front;
+use crate::tls::tunnel::Tunnel;
 
+mod fence;
 mod handle;
+mod links;
+mod observe;
 mod tasks;
 
 use handle::Event;
@@ -50,6 +60,7 @@ struct Runtime {
     options: RuntimeOptions,
     catalog: Arc<Catalog>,
     acceptor: TlsAcceptor,
+    connector: TlsConnector,
     supervisor: Supervisor,
     start: Instant,
     /// Live engines by instance, with their generation.
@@ -58,6 +69,14 @@ struct Runtime {
     stop_requested: BTreeSet<(String, u64)>,
     fronts: BTreeMap<String, Front>,
     front_errors: BTreeMap<String, String>,
+    tunnels: BTreeMap<String, Tunnel>,
+    tunnel_errors: BTreeMap<String, String>,
+    /// The coordinator session is up (from report.rs through the handle).
+    coordinator_connected: bool,
+    /// The desired state came from the coordinator (not the local cache).
+    desired_authoritative: bool,
+    fencing: Fencing,
+    pauses: WritePauses,
     infos: BTreeMap<String, EngineInfo>,
     /// Instances with an INFO poll in flight.
     polling: BTreeSet<String>,
@@ -74,6 +93,7 @@ impl Runtime {
     async fn run(
         mut self,
         mut desired: watch::Receiver<Option<DesiredState>>,
+        mut coordinator: watch::Receiver<bool>,
         mut events: mpsc::Receiver<Event>,
         cancel: CancellationToken,
     ) {
@@ -83,7 +103,14 @@ impl Runtime {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown_at: Option<Instant> = None;
         loop {
-            let deadline = self.supervisor.next_deadline().map(|d| self.start + d);
+            let deadline = [
+                self.supervisor.next_deadline(),
+                self.fencing.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| self.start + d);
             tokio::select! {
                 _ = cancel.cancelled(), if shutdown_at.is_none() => {
                     tracing::info!("stopping every engine");
@@ -100,6 +127,13 @@ impl Runtime {
                     // The handle is gone: nobody can steer us any more.
                     Err(_) => cancel.cancel(),
                 },
+                changed = coordinator.changed(), if shutdown_at.is_none() => match changed {
+                    Ok(()) => {
+                        self.coordinator_connected = *coordinator.borrow_and_update();
+                        tracing::info!(connected = self.coordinator_connected, "coordinator session");
+                    }
+                    Err(_) => cancel.cancel(),
+                },
                 Some(event) = events.recv() => self.handle(event),
                 _ = tick.tick() => self.on_tick(),
                 _ = sleep_until_opt(deadline) => {}
@@ -113,7 +147,8 @@ impl Runtime {
                 self.execute(action);
             }
             if shutdown_at.is_none() {
-                self.reconcile_fronts().await;
+                self.update_fencing();
+                self.reconcile_links().await;
             }
             self.publish();
             if shutdown_at.is_some() && self.supervisor.is_idle() {
@@ -121,6 +156,7 @@ impl Runtime {
             }
         }
         self.fronts.clear();
+        self.tunnels.clear();
     }
 
     fn apply(&mut self, state: DesiredState) {
@@ -136,6 +172,7 @@ impl Runtime {
             tracing::warn!(instance = %r.instance, reason = %r.reason, "desired process rejected");
         }
         self.desired_version = state.version;
+        self.desired_authoritative = state.authoritative;
     }
 
     fn handle(&mut self, event: Event) {
@@ -221,6 +258,16 @@ impl Runtime {
                 self.supervisor
                     .on_reconfigured(&instance, generation, result);
             }
+            Event::Paused {
+                instance,
+                generation,
+                result,
+            } => {
+                if let Err(error) = &result {
+                    tracing::warn!(%instance, %error, "CLIENT PAUSE/UNPAUSE failed");
+                }
+                self.pauses.on_done(&instance, generation, result, now);
+            }
             Event::Cleaned { instance, result } => {
                 match &result {
                     Ok(()) => tracing::info!(%instance, "instance removed"),
@@ -282,111 +329,26 @@ impl Runtime {
                 tracing::info!(%instance, changes = ?render::config_set_changes(&from, &to).iter().map(|c| c.0).collect::<Vec<_>>(), "reconfiguring engine");
                 tasks::spawn_reconfigure(&self.options, *from, *to, generation, events);
             }
+            Action::Replication {
+                instance,
+                generation,
+                change,
+                from,
+                to,
+            } => {
+                tracing::info!(%instance, ?change, epoch = to.epoch, upstream = ?to.upstream, "changing the replication role");
+                tasks::spawn_replication(&self.options, change, *from, *to, generation, events);
+            }
             Action::Cleanup { instance } => {
                 tracing::info!(%instance, "removing instance");
                 self.fronts.remove(&instance);
                 self.front_errors.remove(&instance);
+                self.tunnels.remove(&instance);
+                self.tunnel_errors.remove(&instance);
                 tasks::spawn_cleanup(&self.options, instance, events);
             }
             Action::ReportStatus => {}
         }
-    }
-
-    fn on_tick(&mut self) {
-        for status in self.supervisor.statuses() {
-            let (Some(generation), Some(spec)) = (
-                self.supervisor.generation(&status.instance),
-                self.supervisor.running(&status.instance),
-            ) else {
-                continue;
-            };
-            if status.pid.is_some() && self.polling.insert(status.instance.clone()) {
-                tasks::spawn_info(&self.options, spec, generation, self.events_tx.clone());
-            }
-        }
-        // Fronts that failed to bind are retried by the reconcile after this tick.
-        self.front_errors.clear();
-    }
-
-    /// Makes the set of TLS fronts match the desired processes.
-    async fn reconcile_fronts(&mut self) {
-        let wanted: BTreeMap<String, (SocketAddr, SocketAddr, u32)> = self
-            .supervisor
-            .desired_processes()
-            .map(|p| {
-                let listen = SocketAddr::new(self.options.front_address, p.front_port);
-                let upstream = SocketAddr::new(self.options.engine_bind, p.engine_port);
-                (p.instance.clone(), (listen, upstream, p.maxclients))
-            })
-            .collect();
-        self.fronts.retain(|name, front| {
-            wanted.get(name).is_some_and(|(listen, upstream, _)| {
-                front.listen == *listen && front.upstream == *upstream
-            })
-        });
-        for (name, (listen, upstream, maxclients)) in wanted {
-            if let Some(front) = self.fronts.get(&name) {
-                front.set_max_connections(maxclients);
-                continue;
-            }
-            if self.front_errors.contains_key(&name) {
-                continue; // retried on the next tick
-            }
-            match Front::start(listen, upstream, self.acceptor.clone(), maxclients).await {
-                Ok(front) => {
-                    tracing::info!(instance = %name, %listen, %upstream, "TLS front listening");
-                    self.fronts.insert(name, front);
-                }
-                Err(error) => {
-                    let message = format!("TLS front cannot listen on {listen}: {error}");
-                    tracing::error!(instance = %name, %message);
-                    self.front_errors.insert(name, message);
-                }
-            }
-        }
-    }
-
-    fn publish(&self) {
-        let processes = self
-            .supervisor
-            .statuses()
-            .into_iter()
-            .map(|s| {
-                let front_error = self.front_errors.get(&s.instance);
-                let status = match (s.status, front_error) {
-                    (ProcessStatus::Running, Some(_)) => ProcessStatus::Failed,
-                    (status, _) => status,
-                };
-                ProcessReport {
-                    info: self
-                        .infos
-                        .get(&s.instance)
-                        .cloned()
-                        .filter(|_| s.pid.is_some())
-                        .unwrap_or_default(),
-                    last_error: front_error
-                        .or(s.last_error.as_ref())
-                        .cloned()
-                        .unwrap_or_default(),
-                    instance: s.instance,
-                    epoch: s.epoch,
-                    status,
-                    pid: s.pid.unwrap_or(0),
-                    restarts: s.restarts,
-                }
-            })
-            .collect();
-        let state = ObservedState {
-            desired_version: self.desired_version,
-            processes,
-        };
-        self.observed_tx.send_if_modified(|current| {
-            let changed = *current != state;
-            if changed {
-                *current = state;
-            }
-            changed
-        });
     }
 }
 

@@ -13,6 +13,10 @@
 //! the runtime started) comes in with every call, so tests drive it with plain numbers and the
 //! simulation can run it under simulated time.
 //!
+//! Replication roles are level-triggered too: a running standby whose desired role is primary is
+//! promoted, a running primary whose desired role is standby is demoted, a standby whose upstream
+//! moved is re-pointed (all live, no restart: `Action::Replication`). Stale epochs are refused.
+//!
 //! Restart budget (DESIGN §4 rule 1): a crashed engine restarts at once, then after
 //! `backoff_min`, 2×, 4× … up to `backoff_max`; more than `budget_max` restarts within
 //! `budget_window` makes it crash-looping, which is retried every `crash_loop_retry_interval`.
@@ -24,12 +28,15 @@ use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
 mod action;
 mod policy;
+mod poll;
 mod query;
+#[cfg(test)]
+mod role_tests;
 mod slot;
 #[cfg(test)]
 mod tests;
 
-pub use action::{Action, Change, classify_change};
+pub use action::{Action, Change, RoleChange, classify_change, role_change};
 pub use policy::RestartPolicy;
 use slot::{Phase, Slot};
 
@@ -275,140 +282,5 @@ impl Supervisor {
     /// The agent is stopping: from now on `poll` only stops engines (data dirs stay).
     pub fn shutdown(&mut self) {
         self.shutting_down = true;
-    }
-
-    /// Decides what to do now. Call after every event and whenever `next_deadline` passes.
-    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let cleanup_allowed = self.cleanup_allowed;
-        for (name, slot) in &mut self.slots {
-            if self.shutting_down {
-                if let Phase::Launching { generation } | Phase::Up { generation, .. } = slot.phase {
-                    slot.phase = Phase::Stopping { generation };
-                    actions.push(Action::Stop {
-                        instance: name.clone(),
-                        generation,
-                    });
-                }
-                continue;
-            }
-            match slot.desired.clone() {
-                None => Self::poll_destroy(name, slot, cleanup_allowed, &mut actions),
-                Some(desired) => {
-                    let generation = self.next_generation;
-                    if Self::poll_desired(name, slot, desired, generation, now, &mut actions) {
-                        self.next_generation += 1;
-                    }
-                }
-            }
-        }
-        let mut changed = false;
-        for slot in self.slots.values_mut() {
-            let status = slot.status();
-            changed |= slot.reported.replace(status) != Some(status);
-        }
-        if changed || actions.iter().any(|a| matches!(a, Action::Cleanup { .. })) {
-            actions.push(Action::ReportStatus);
-        }
-        actions
-    }
-
-    fn poll_destroy(name: &str, slot: &mut Slot, cleanup_allowed: bool, actions: &mut Vec<Action>) {
-        match slot.phase {
-            Phase::Launching { generation } | Phase::Up { generation, .. } => {
-                slot.phase = Phase::Stopping { generation };
-                actions.push(Action::Stop {
-                    instance: name.to_string(),
-                    generation,
-                });
-            }
-            Phase::Waiting { .. } | Phase::CrashLooping { .. } | Phase::Failed | Phase::Stopped
-                if cleanup_allowed =>
-            {
-                slot.phase = Phase::Cleaning;
-                actions.push(Action::Cleanup {
-                    instance: name.to_string(),
-                });
-            }
-            Phase::Waiting { .. } | Phase::CrashLooping { .. } => slot.phase = Phase::Stopped,
-            _ => {}
-        }
-    }
-
-    /// Returns true if it used `generation` for a start.
-    fn poll_desired(
-        name: &str,
-        slot: &mut Slot,
-        desired: DesiredProcess,
-        generation: u64,
-        now: Duration,
-        actions: &mut Vec<Action>,
-    ) -> bool {
-        match slot.phase {
-            Phase::Waiting { at, restart } if now >= at => {
-                Self::start(slot, desired, generation, restart, now, actions);
-                return true;
-            }
-            Phase::CrashLooping { retry_at } if now >= retry_at => {
-                Self::start(slot, desired, generation, true, now, actions);
-                return true;
-            }
-            Phase::Launching { generation } | Phase::Up { generation, .. }
-                if slot.reconfiguring.is_none() =>
-            {
-                let Some(running) = slot.running.clone() else {
-                    return false;
-                };
-                let change = if slot.force_restart {
-                    Change::Restart
-                } else {
-                    classify_change(&running, &desired)
-                };
-                match change {
-                    Change::Restart => {
-                        slot.phase = Phase::Stopping { generation };
-                        actions.push(Action::Stop {
-                            instance: name.to_string(),
-                            generation,
-                        });
-                    }
-                    Change::Live if matches!(slot.phase, Phase::Up { ready: true, .. }) => {
-                        slot.reconfiguring = Some(desired.clone());
-                        actions.push(Action::Reconfigure {
-                            instance: name.to_string(),
-                            generation,
-                            from: Box::new(running),
-                            to: Box::new(desired),
-                        });
-                    }
-                    Change::Live => {}
-                    // Epoch, role or front port only: nothing for the engine to do.
-                    Change::None => slot.running = Some(desired),
-                }
-            }
-            _ => {}
-        }
-        false
-    }
-
-    fn start(
-        slot: &mut Slot,
-        process: DesiredProcess,
-        generation: u64,
-        restart: bool,
-        now: Duration,
-        actions: &mut Vec<Action>,
-    ) {
-        if restart {
-            slot.restarts += 1;
-            slot.restart_times.push_back(now);
-        }
-        slot.running = Some(process.clone());
-        slot.phase = Phase::Launching { generation };
-        actions.push(Action::Start {
-            process,
-            generation,
-            restart,
-        });
     }
 }

@@ -1,5 +1,9 @@
 //! Renders an instance's engine files from its desired spec: `engine.conf` and `users.acl`.
 //!
+//! A standby's conf names its replication tunnel (`replicaof <engine_bind> <tunnel_port>`); every
+//! role carries the replication credentials (`masteruser kvs-replication`, `masterauth`) and
+//! `replica-read-only yes`, so engine.conf holds the replication password (it is written 0600).
+//!
 //! Every setting the engine depends on is written explicitly (no reliance on engine defaults), in
 //! a form both Redis 7.0 and Valkey 9 accept. The same functions give the `CONFIG SET` list for a
 //! live change, so the file on disk and the running engine never disagree for long: the shell
@@ -90,7 +94,18 @@ fn live_settings(p: &DesiredProcess) -> Vec<(&'static str, String)> {
             if p.appendonly { "yes" } else { "no" }.to_string(),
         ),
         ("appendfsync", "everysec".to_string()),
+        // Replication credentials on every role, so a demotion (REPLICAOF) needs nothing else.
+        ("masteruser", REPLICATION_USER.to_string()),
+        ("masterauth", p.replication_password.clone()),
+        ("replica-read-only", "yes".to_string()),
     ]
+}
+
+/// The `replicaof` target of a standby: its local tunnel port. `None` for a primary.
+pub fn replicaof(p: &DesiredProcess, bind: IpAddr) -> Option<(String, String)> {
+    p.upstream
+        .as_ref()
+        .map(|u| (bind.to_string(), u.tunnel_port.to_string()))
 }
 
 /// `engine.conf` for an instance.
@@ -121,9 +136,14 @@ pub fn engine_conf(p: &DesiredProcess, paths: &InstancePaths, bind: IpAddr) -> S
         "tcp-keepalive 300".into(),
         // DEBUG is also denied to `default` by the ACL; this keeps it off for every user.
         "enable-debug-command no".into(),
+        // One standby per instance: start its full sync at once instead of waiting for more.
+        "repl-diskless-sync-delay 0".into(),
     ];
     for (name, value) in live_settings(p) {
         lines.push(format!("{name} {}", quote(&value)));
+    }
+    if let Some((host, port)) = replicaof(p, bind) {
+        lines.push(format!("replicaof {host} {port}"));
     }
     lines.push(String::new());
     lines.join("\n")
@@ -204,6 +224,9 @@ mod tests {
             "dir \"/var/lib/kvs agent/instances/redis-acute-6762\"",
             "aclfile \"/var/lib/kvs agent/instances/redis-acute-6762/users.acl\"",
             "save \"\"",
+            "masteruser \"kvs-replication\"",
+            "replica-read-only \"yes\"",
+            "repl-diskless-sync-delay 0",
         ] {
             assert!(
                 conf.lines().any(|l| l == line),
@@ -214,6 +237,25 @@ mod tests {
             !conf.contains(&"d".repeat(32)),
             "no passwords in engine.conf"
         );
+    }
+
+    #[test]
+    fn standby_replicates_from_its_tunnel() {
+        let bind = "127.0.0.1".parse().expect("ip");
+        assert!(!engine_conf(&process(), &paths(), bind).contains("replicaof"));
+        let mut standby = process();
+        standby.role = Role::Standby;
+        standby.upstream = Some(kvs_proto::model::Upstream {
+            host: "127.0.0.12".parse().expect("ip"),
+            port: 6380,
+            tunnel_port: 26380,
+        });
+        let conf = engine_conf(&standby, &paths(), bind);
+        assert!(
+            conf.lines().any(|l| l == "replicaof 127.0.0.1 26380"),
+            "{conf}"
+        );
+        assert!(conf.contains(&format!("masterauth \"{}\"", "r".repeat(32))));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Register: the host's one-time (per agent start) registration with the join token, which
-//! returns its id and certificate.
+//! returns its id and certificate. The configured coordinators are tried in turn; a non-leader's
+//! `kvs-leader` hint is followed first. The SSH host key goes along so the probes can pin it.
 
 use kvs_proto::metadata::AUTHORIZATION;
 use kvs_proto::pb::{self, agent_client::AgentClient};
@@ -10,7 +11,8 @@ use crate::config::Config;
 use crate::engine::catalog::Catalog;
 use crate::identity::Identity;
 
-/// Registers this host (once per agent start), following a leader redirect.
+/// Registers this host (once per agent start): each configured coordinator in turn, following a
+/// leader redirect from any of them. The error is the last one seen.
 pub async fn register(
     config: &Config,
     catalog: &Catalog,
@@ -31,12 +33,32 @@ pub async fn register(
         hostname: config.hostname.clone(),
         memory_total_bytes: host_metrics(&mut system).memory_total_bytes,
         engines: catalog.engines().into_iter().map(Into::into).collect(),
-        ssh_host_key: String::new(),
+        ssh_host_key: config.read_ssh_host_key(),
     };
-    let mut endpoint = config.coordinator.clone();
+    let mut last_error = None;
+    for configured in &config.coordinators {
+        match register_at(configured, &ca, &token, &request).await {
+            Ok(identity) => return Ok(identity),
+            Err(error) => {
+                tracing::warn!(endpoint = %configured, %error, "registration attempt failed");
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ReportError::BadResponse("no coordinator configured".into())))
+}
+
+/// One coordinator, and the leader it points to (once).
+async fn register_at(
+    configured: &str,
+    ca: &str,
+    token: &str,
+    request: &pb::RegisterRequest,
+) -> Result<Identity, ReportError> {
+    let mut endpoint = configured.to_string();
     for _ in 0..2 {
         let attempt = async {
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca));
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             let mut client = AgentClient::new(connect(&endpoint, tls).await?);
             let mut req = tonic::Request::new(request.clone());
             req.set_timeout(REGISTER_TIMEOUT);
@@ -61,9 +83,9 @@ fn identity_from(response: pb::RegisterResponse) -> Result<Identity, ReportError
     if response.host_id.is_empty() {
         return Err(ReportError::BadResponse("empty host_id".into()));
     }
-    crate::tls::server_config(&response.cert_pem, &response.key_pem)
+    crate::tls::server_config(&response.cert_pem, &response.key_pem, &response.ca_pem)
         .map_err(|e| ReportError::BadResponse(e.to_string()))?;
-    crate::tls::certificates(&response.ca_pem, "cluster CA")
+    crate::tls::client_config(&response.cert_pem, &response.key_pem, &response.ca_pem)
         .map_err(|e| ReportError::BadResponse(e.to_string()))?;
     Ok(Identity {
         host_id: response.host_id,

@@ -10,13 +10,14 @@ use std::time::Duration;
 use kvs_proto::model::{DesiredProcess, ProcessStatus};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use super::{EVENT_QUEUE_CAPACITY, Runtime};
 use crate::engine::catalog::Catalog;
 use crate::engine::info::EngineInfo;
 use crate::engine::process::RunningEngine;
+use crate::fencing::{Fencing, WritePauses};
 use crate::supervisor::{RestartPolicy, Supervisor};
 
 /// What the runtime needs from the host's configuration.
@@ -28,8 +29,12 @@ pub struct RuntimeOptions {
     pub engine_bind: IpAddr,
     /// TLS fronts listen on this address (the host's client-facing address).
     pub front_address: IpAddr,
-    /// The host certificate for the TLS fronts.
+    /// The host certificate for the TLS fronts (`tls::server_config`: peer agents present
+    /// their host certificate, customers none).
     pub tls: Arc<rustls::ServerConfig>,
+    /// The replication tunnels' client side (`tls::client_config`: the cluster CA and the host
+    /// certificate).
+    pub tunnel_tls: Arc<rustls::ClientConfig>,
     /// INFO polling interval (and retry interval of fronts that failed to bind).
     pub report_interval: Duration,
     /// SIGTERM-to-SIGKILL grace period.
@@ -73,6 +78,8 @@ pub struct ProcessReport {
     pub last_error: String,
     /// Last INFO of the live engine (default while not running).
     pub info: EngineInfo,
+    /// Fenced (DESIGN §4 rule 5): customers refused, writes paused.
+    pub fenced: bool,
 }
 
 /// Events from tasks to the loop.
@@ -101,11 +108,17 @@ pub(crate) enum Event {
         instance: String,
         result: Result<(), String>,
     },
+    Paused {
+        instance: String,
+        generation: u64,
+        result: Result<(), String>,
+    },
 }
 
 /// Controls a running runtime: feed it desired states, watch what it observes.
 pub struct RuntimeHandle {
     desired: watch::Sender<Option<DesiredState>>,
+    coordinator: watch::Sender<bool>,
     observed: watch::Receiver<ObservedState>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -115,6 +128,16 @@ impl RuntimeHandle {
     /// Converge to `state` (replaces any previous desired state).
     pub fn apply(&self, state: DesiredState) {
         self.desired.send_replace(Some(state));
+    }
+
+    /// Whether the coordinator session is up (`report.rs` sets it; false until told otherwise).
+    /// Fencing counts how long it has been down.
+    pub fn set_coordinator_connected(&self, connected: bool) {
+        self.coordinator.send_if_modified(|current| {
+            let changed = *current != connected;
+            *current = connected;
+            changed
+        });
     }
 
     /// A receiver of observed states.
@@ -148,10 +171,12 @@ impl RuntimeHandle {
 pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
     let (desired_tx, desired_rx) = watch::channel(None);
     let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
+    let (coordinator_tx, coordinator_rx) = watch::channel(false);
     let cancel = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let runtime = Runtime {
         acceptor: TlsAcceptor::from(options.tls.clone()),
+        connector: TlsConnector::from(options.tunnel_tls.clone()),
         supervisor: Supervisor::new(options.restart),
         options,
         catalog: Arc::new(catalog),
@@ -160,6 +185,12 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         stop_requested: BTreeSet::new(),
         fronts: BTreeMap::new(),
         front_errors: BTreeMap::new(),
+        tunnels: BTreeMap::new(),
+        tunnel_errors: BTreeMap::new(),
+        coordinator_connected: false,
+        desired_authoritative: true,
+        fencing: Fencing::new(),
+        pauses: WritePauses::new(),
         infos: BTreeMap::new(),
         polling: BTreeSet::new(),
         desired_version: 0,
@@ -168,11 +199,12 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
     };
     let span = tracing::info_span!(parent: None, "runtime");
     let task = tokio::spawn(tracing::Instrument::instrument(
-        runtime.run(desired_rx, events_rx, cancel.clone()),
+        runtime.run(desired_rx, coordinator_rx, events_rx, cancel.clone()),
         span,
     ));
     RuntimeHandle {
         desired: desired_tx,
+        coordinator: coordinator_tx,
         observed: observed_rx,
         cancel,
         task,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kvs_proto::metadata::ADMIN_USER;
+use kvs_proto::metadata::{ADMIN_USER, REPLICATION_USER};
 use kvs_proto::model::DesiredProcess;
 use tokio::sync::mpsc;
 
@@ -14,6 +14,8 @@ use crate::engine::info::{self, EngineInfo};
 use crate::engine::process;
 use crate::engine::render;
 use crate::engine::resp::{Connection, RespError};
+use crate::fencing::{PauseCommand, PauseOrder};
+use crate::supervisor::RoleChange;
 
 /// Longest an admin command (connect, AUTH, INFO, CONFIG SET) may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -199,6 +201,119 @@ pub(super) fn spawn_reconfigure(
             .send(Event::Reconfigured {
                 instance: to.instance.clone(),
                 generation,
+                result,
+            })
+            .await;
+    });
+}
+
+/// Changes the engine's replication role live: re-renders the files for `to` (so a restart keeps
+/// the role), then `REPLICAOF NO ONE` (promote) or `REPLICAOF <engine_bind> <tunnel_port>`
+/// (demote, re-point) with the replication credentials set first.
+pub(super) fn spawn_replication(
+    options: &RuntimeOptions,
+    change: RoleChange,
+    from: DesiredProcess,
+    to: DesiredProcess,
+    generation: u64,
+    events: mpsc::Sender<Event>,
+) {
+    let paths = paths(options, &to.instance);
+    let (bind, addr) = (options.engine_bind, engine_addr(options, &from));
+    tokio::spawn(async move {
+        let apply = async {
+            process::write_files(&to, &paths, bind)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut conn = admin_connection(addr, &from.admin_password)
+                .await
+                .map_err(|e| e.to_string())?;
+            let target = match change {
+                RoleChange::Promote => None,
+                RoleChange::Demote | RoleChange::Repoint => Some(
+                    render::replicaof(&to, bind)
+                        .ok_or_else(|| "a standby without an upstream".to_string())?,
+                ),
+            };
+            let Some((host, port)) = target else {
+                return conn
+                    .command(&["REPLICAOF", "NO", "ONE"])
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("REPLICAOF NO ONE: {e}"));
+            };
+            for (name, value) in [
+                ("masteruser", REPLICATION_USER),
+                ("masterauth", to.replication_password.as_str()),
+                ("replica-read-only", "yes"),
+            ] {
+                conn.command(&["CONFIG", "SET", name, value])
+                    .await
+                    .map_err(|e| format!("CONFIG SET {name}: {e}"))?;
+            }
+            conn.command(&["REPLICAOF", &host, &port])
+                .await
+                .map(drop)
+                .map_err(|e| format!("REPLICAOF {host} {port}: {e}"))
+        };
+        let result = match tokio::time::timeout(ADMIN_TIMEOUT * 4, apply).await {
+            Ok(result) => result,
+            Err(_) => Err("timed out".to_string()),
+        };
+        match &result {
+            Ok(()) => tracing::info!(instance = %to.instance, ?change, "replication role changed"),
+            Err(error) => {
+                tracing::warn!(instance = %to.instance, ?change, %error, "replication role change failed")
+            }
+        }
+        let _ = events
+            .send(Event::Reconfigured {
+                instance: to.instance.clone(),
+                generation,
+                result,
+            })
+            .await;
+    });
+}
+
+/// `CLIENT PAUSE <ms> WRITE` or `CLIENT UNPAUSE` as kvs-admin.
+pub(super) fn spawn_pause(
+    options: &RuntimeOptions,
+    process: &DesiredProcess,
+    order: PauseOrder,
+    events: mpsc::Sender<Event>,
+) {
+    let addr = engine_addr(options, process);
+    let password = process.admin_password.clone();
+    tokio::spawn(async move {
+        let apply = async {
+            let mut conn = admin_connection(addr, &password).await?;
+            match order.command {
+                PauseCommand::Pause {
+                    millis,
+                    unpause_first,
+                    ..
+                } => {
+                    if unpause_first {
+                        conn.command(&["CLIENT", "UNPAUSE"]).await?;
+                    }
+                    conn.command(&["CLIENT", "PAUSE", &millis.to_string(), "WRITE"])
+                        .await?;
+                }
+                PauseCommand::Unpause => {
+                    conn.command(&["CLIENT", "UNPAUSE"]).await?;
+                }
+            }
+            Ok::<(), RespError>(())
+        };
+        let result = match tokio::time::timeout(ADMIN_TIMEOUT, apply).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("timed out after {ADMIN_TIMEOUT:?}")),
+        };
+        let _ = events
+            .send(Event::Paused {
+                instance: order.instance,
+                generation: order.generation,
                 result,
             })
             .await;

@@ -1,7 +1,7 @@
 //! What the supervisor asks the shell to do, and how a spec change is classified (live
-//! reconfiguration or a new process).
+//! reconfiguration, a replication role change, or a new process).
 
-use kvs_proto::model::DesiredProcess;
+use kvs_proto::model::{DesiredProcess, Role};
 
 /// What the shell must do. Each action moves the instance to a phase that waits for its event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,17 @@ pub enum Action {
         from: Box<DesiredProcess>,
         to: Box<DesiredProcess>,
     },
+    /// Change the engine's replication role or upstream live (no restart, data kept), re-render
+    /// its files for `to`, and report `on_reconfigured`. `from` is the running spec (its admin
+    /// password is the one the engine has); `to` differs from it only in role, upstream, epoch and
+    /// the other fields the engine does not see.
+    Replication {
+        instance: String,
+        generation: u64,
+        change: RoleChange,
+        from: Box<DesiredProcess>,
+        to: Box<DesiredProcess>,
+    },
     /// Stop the engine (SIGTERM, then SIGKILL); its exit comes back as `on_exited`.
     Stop { instance: String, generation: u64 },
     /// Remove the instance directory; report `on_cleaned`.
@@ -32,7 +43,8 @@ pub enum Action {
 /// How a desired spec differs from the running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Nothing the engine sees (epoch, role, front port).
+    /// Nothing the engine's config sees (epoch, front port, fencing, paused writes; role and
+    /// upstream are `role_change`'s).
     None,
     /// CONFIG SET / ACL LOAD can apply it without a restart.
     Live,
@@ -53,4 +65,43 @@ pub fn classify_change(running: &DesiredProcess, desired: &DesiredProcess) -> Ch
         || running.admin_password != desired.admin_password
         || running.replication_password != desired.replication_password;
     if live { Change::Live } else { Change::None }
+}
+
+/// A replication change of a running engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Standby → primary (a failover or switchover, at a higher epoch): `REPLICAOF NO ONE`; the
+    /// data is kept and the tunnel goes away.
+    Promote,
+    /// Primary → standby (a returning old primary, or the old primary after a switchover):
+    /// `REPLICAOF` the local tunnel to the new primary; the full resync discards stale data.
+    Demote,
+    /// A standby whose primary moved: `REPLICAOF` the (re-created) tunnel again.
+    Repoint,
+}
+
+/// The replication change that takes a running engine from `running` to `desired`, if any.
+pub fn role_change(running: &DesiredProcess, desired: &DesiredProcess) -> Option<RoleChange> {
+    match (running.role, desired.role) {
+        (Role::Standby, Role::Primary) => Some(RoleChange::Promote),
+        (Role::Primary, Role::Standby) => Some(RoleChange::Demote),
+        (Role::Standby, Role::Standby) if running.upstream != desired.upstream => {
+            Some(RoleChange::Repoint)
+        }
+        _ => None,
+    }
+}
+
+/// `running` with the replication-related fields of `desired`: the spec a role change reaches
+/// (other differences, e.g. settings, follow as a separate live reconfiguration).
+pub(super) fn with_role_of(running: &DesiredProcess, desired: &DesiredProcess) -> DesiredProcess {
+    DesiredProcess {
+        epoch: desired.epoch,
+        role: desired.role,
+        upstream: desired.upstream.clone(),
+        front_port: desired.front_port,
+        fence_after_seconds: desired.fence_after_seconds,
+        pause_writes: desired.pause_writes,
+        ..running.clone()
+    }
 }

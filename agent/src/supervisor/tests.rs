@@ -7,11 +7,11 @@ use kvs_proto::settings::Settings;
 
 use super::*;
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn process(name: &str) -> DesiredProcess {
+pub(super) fn process(name: &str) -> DesiredProcess {
     DesiredProcess {
         instance: name.into(),
         epoch: 1,
@@ -33,7 +33,7 @@ fn process(name: &str) -> DesiredProcess {
 }
 
 /// Names of the actions, for compact assertions: "start:g1", "restart:g2", "stop:g1", ...
-fn names(actions: &[Action]) -> Vec<String> {
+pub(super) fn names(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -48,6 +48,9 @@ fn names(actions: &[Action]) -> Vec<String> {
                 ..
             } => Some(format!("restart:g{generation}")),
             Action::Reconfigure { generation, .. } => Some(format!("reconfigure:g{generation}")),
+            Action::Replication {
+                generation, change, ..
+            } => Some(format!("{change:?}:g{generation}").to_lowercase()),
             Action::Stop { generation, .. } => Some(format!("stop:g{generation}")),
             Action::Cleanup { instance } => Some(format!("cleanup:{instance}")),
             Action::ReportStatus => None,
@@ -55,7 +58,7 @@ fn names(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-fn status(sup: &Supervisor, name: &str) -> ProcessStatus {
+pub(super) fn status(sup: &Supervisor, name: &str) -> ProcessStatus {
     sup.statuses()
         .into_iter()
         .find(|s| s.instance == name)
@@ -64,7 +67,7 @@ fn status(sup: &Supervisor, name: &str) -> ProcessStatus {
 }
 
 /// Starts `p` and brings it to running; returns its generation.
-fn run_to_ready(sup: &mut Supervisor, now: Duration) -> u64 {
+pub(super) fn run_to_ready(sup: &mut Supervisor, now: Duration) -> u64 {
     let actions = sup.poll(now);
     let Some(Action::Start {
         generation,

@@ -5,9 +5,16 @@
 //!   client ──TLS──► front (rustls, ring) ──TCP (loopback)──► engine
 //! ```
 //!
-//! Limits: the plan's connection limit is enforced here (the engine's `maxclients` keeps a few
-//! spare for the agent and replication); a TLS handshake must finish within
-//! `HANDSHAKE_TIMEOUT`. Stopping the front (drop or `stop`) closes every proxied connection.
+//! Two kinds of clients: customers (no client certificate) and peer agents' replication tunnels
+//! (a client certificate that chains to the cluster CA, checked by the rustls verifier).
+//!
+//! Limits: the plan's connection limit is enforced here on customers (the engine's `maxclients`
+//! keeps a few spare for the agent and replication); a TLS handshake must finish within
+//! `HANDSHAKE_TIMEOUT`. Stopping the front (drop) closes every proxied connection.
+//!
+//! Fencing (DESIGN §4 rule 5): a fenced front closes every customer connection at once and
+//! refuses new ones (after the handshake, with an error line); peer tunnels still pass, so the
+//! standby can come back, which is what lifts the fence.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,6 +34,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sent to a client over the limit, in RESP, before closing.
 const TOO_MANY_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
+/// Sent to a customer connecting to a fenced instance, before closing.
+const FENCED: &[u8] =
+    b"-ERR instance unavailable: fenced after losing its coordinator and its standby\r\n";
 
 /// A running front. Dropping it stops it.
 #[derive(Debug)]
@@ -33,6 +44,7 @@ pub struct Front {
     pub listen: SocketAddr,
     pub upstream: SocketAddr,
     limit: Arc<AtomicU32>,
+    fenced: watch::Sender<bool>,
     cancel: CancellationToken,
 }
 
@@ -55,15 +67,37 @@ impl Front {
         let listen = listener.local_addr()?;
         let limit = Arc::new(AtomicU32::new(max_connections));
         let cancel = CancellationToken::new();
+        let (fenced, _) = watch::channel(false);
         let span = tracing::info_span!(parent: None, "front", %listen, %upstream);
-        let accept = accept_loop(listener, upstream, acceptor, limit.clone(), cancel.clone());
+        let shared = Shared {
+            upstream,
+            acceptor,
+            limit: limit.clone(),
+            fenced: fenced.clone(),
+            active: Arc::new(AtomicUsize::new(0)),
+        };
+        let accept = accept_loop(listener, shared, cancel.clone());
         tokio::spawn(accept.instrument(span));
         Ok(Front {
             listen,
             upstream,
             limit,
+            fenced,
             cancel,
         })
+    }
+
+    /// Fences (customers refused and disconnected at once) or unfences the front.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.fenced.send_if_modified(|current| {
+            let changed = *current != fenced;
+            *current = fenced;
+            changed
+        });
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        *self.fenced.borrow()
     }
 
     /// Changes the connection limit (plan change); existing connections stay.
@@ -72,14 +106,18 @@ impl Front {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every connection of a front shares.
+#[derive(Clone)]
+struct Shared {
     upstream: SocketAddr,
     acceptor: TlsAcceptor,
     limit: Arc<AtomicU32>,
-    cancel: CancellationToken,
-) {
-    let active = Arc::new(AtomicUsize::new(0));
+    fenced: watch::Sender<bool>,
+    /// Customer connections open.
+    active: Arc<AtomicUsize>,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Shared, cancel: CancellationToken) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -93,15 +131,12 @@ async fn accept_loop(
                 }
             },
         };
-        let over_limit = active.load(Ordering::Relaxed) >= limit.load(Ordering::Relaxed) as usize;
-        let guard = ActiveGuard::new(active.clone());
-        let acceptor = acceptor.clone();
+        let shared = shared.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            let _guard = guard;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                result = serve(stream, upstream, acceptor, over_limit) => {
+                result = serve(stream, shared) => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, %error, "client connection ended");
                     }
@@ -127,38 +162,62 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    upstream: SocketAddr,
-    acceptor: TlsAcceptor,
-    over_limit: bool,
-) -> std::io::Result<()> {
+async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.acceptor.accept(stream))
         .await
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
         })??;
+    // A certificate here was verified against the cluster CA: a peer agent's tunnel.
+    let is_peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|certs| !certs.is_empty());
+    if is_peer {
+        tracing::debug!("replication tunnel from a peer agent");
+        let mut engine = connect_engine(&mut tls, shared.upstream).await?;
+        return copy_bidirectional(&mut tls, &mut engine).await.map(drop);
+    }
+    let mut fenced = shared.fenced.subscribe();
+    if *fenced.borrow_and_update() {
+        tls.write_all(FENCED).await?;
+        return tls.shutdown().await;
+    }
+    let over_limit =
+        shared.active.load(Ordering::Relaxed) >= shared.limit.load(Ordering::Relaxed) as usize;
+    let _guard = ActiveGuard::new(shared.active.clone());
     if over_limit {
         tls.write_all(TOO_MANY_CLIENTS).await?;
         return tls.shutdown().await;
     }
-    let mut engine =
-        match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
-            Ok(Ok(engine)) => engine,
-            Ok(Err(error)) => {
-                let _ = tls
-                    .write_all(b"-ERR instance is not available, try again shortly\r\n")
-                    .await;
-                return Err(error);
-            }
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "engine connect timed out",
-                ));
-            }
-        };
-    engine.set_nodelay(true)?;
-    copy_bidirectional(&mut tls, &mut engine).await.map(drop)
+    let mut engine = connect_engine(&mut tls, shared.upstream).await?;
+    tokio::select! {
+        result = copy_bidirectional(&mut tls, &mut engine) => result.map(drop),
+        // Fenced while connected: drop the customer at once.
+        _ = fenced.wait_for(|f| *f) => Ok(()),
+    }
+}
+
+async fn connect_engine<S: tokio::io::AsyncWrite + Unpin>(
+    client: &mut S,
+    upstream: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+        Ok(Ok(engine)) => {
+            engine.set_nodelay(true)?;
+            Ok(engine)
+        }
+        Ok(Err(error)) => {
+            let _ = client
+                .write_all(b"-ERR instance is not available, try again shortly\r\n")
+                .await;
+            Err(error)
+        }
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "engine connect timed out",
+        )),
+    }
 }

@@ -1,15 +1,25 @@
-//! TLS for client traffic: the per-instance TLS front, and building the rustls server config from
-//! the host certificate the coordinator issued at registration.
+//! TLS for client and replication traffic: the per-instance TLS front, the replication tunnel,
+//! and building the rustls configs from the host certificate the coordinator issued at
+//! registration and the cluster CA.
+//!
+//! ```text
+//!   server_config  the fronts: host certificate; a client certificate is optional and, when
+//!                  given, must chain to the cluster CA (that marks a peer agent's tunnel)
+//!   client_config  the tunnels: verify the peer front against the cluster CA, present the host
+//!                  certificate
+//! ```
 //!
 //! rustls is used with the ring provider, chosen explicitly (not the process default), so the
 //! agent never depends on which crypto features other crates in the build enabled.
 
 pub mod front;
+pub mod tunnel;
 
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// A certificate or key that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +33,8 @@ pub enum TlsError {
     },
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the cluster CA cannot verify client certificates: {0}")]
+    Verifier(String),
 }
 
 /// The ring crypto provider, explicitly.
@@ -63,12 +75,48 @@ pub fn private_key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'stati
         })
 }
 
-/// The server config every TLS front of this host uses (the host certificate, no client auth).
-pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, TlsError> {
+/// The cluster CA bundle as a root store.
+fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem, "cluster CA")? {
+        roots.add(cert)?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The server config every TLS front of this host uses: the host certificate; clients may
+/// present a certificate, which must then chain to the cluster CA (peer agents' replication
+/// tunnels do; customers do not).
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(
+            certificates(cert_pem, "host certificate")?,
+            private_key(key_pem, "host key")?,
+        )?;
+    Ok(Arc::new(config))
+}
+
+/// The client config of the replication tunnels: the peer's front is verified against the
+/// cluster CA, and the host certificate is presented so the peer knows a tunnel from a customer.
+pub fn client_config(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(
             certificates(cert_pem, "host certificate")?,
             private_key(key_pem, "host key")?,
         )?;

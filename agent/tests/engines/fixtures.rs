@@ -32,6 +32,7 @@ pub fn init_tracing() {
 }
 
 /// A CA and a host certificate (SAN localhost and 127.0.0.1) signed by it, as PEM.
+#[derive(Clone)]
 pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -113,12 +114,23 @@ impl Harness {
 
     /// A runtime on an existing data dir (an agent restarting).
     pub async fn start_in(dir: tempfile::TempDir, restart: RestartPolicy) -> Harness {
-        let pki = pki();
+        Self::start_with(dir, restart, pki()).await
+    }
+
+    /// A runtime with the given PKI: hosts of one test cluster share the CA.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        restart: RestartPolicy,
+        pki: TestPki,
+    ) -> Harness {
         let options = RuntimeOptions {
             data_dir: dir.path().to_path_buf(),
             engine_bind: LOCALHOST,
             front_address: LOCALHOST,
-            tls: kvs_agent::tls::server_config(&pki.cert_pem, &pki.key_pem).expect("server config"),
+            tls: kvs_agent::tls::server_config(&pki.cert_pem, &pki.key_pem, &pki.ca_pem)
+                .expect("server config"),
+            tunnel_tls: kvs_agent::tls::client_config(&pki.cert_pem, &pki.key_pem, &pki.ca_pem)
+                .expect("client config"),
             report_interval: Duration::from_millis(200),
             stop_timeout: Duration::from_secs(3),
             restart,
@@ -167,6 +179,17 @@ impl Harness {
 
     /// A TLS client connection to the instance's front, authenticated as `default`.
     pub async fn client(&self, process: &DesiredProcess) -> Connection<TlsStream<TcpStream>> {
+        match self.try_client(process).await {
+            Ok(conn) => conn,
+            Err(error) => panic!("client connection to {}: {error}", process.instance),
+        }
+    }
+
+    /// Like `client`, but a refused connection (fenced front, engine down) is an error.
+    pub async fn try_client(
+        &self,
+        process: &DesiredProcess,
+    ) -> Result<Connection<TlsStream<TcpStream>>, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in kvs_agent::tls::certificates(&self.pki.ca_pem, "test CA").expect("CA") {
             roots.add(cert).expect("root");
@@ -176,19 +199,24 @@ impl Harness {
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let tcp = TcpStream::connect(SocketAddr::new(LOCALHOST, process.front_port))
+        let connect = async {
+            let tcp = TcpStream::connect(SocketAddr::new(LOCALHOST, process.front_port))
+                .await
+                .map_err(|e| format!("connect front: {e}"))?;
+            let name = ServerName::try_from("localhost").expect("name");
+            let tls = TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            let mut conn = Connection::new(tls);
+            conn.auth("default", &process.default_password)
+                .await
+                .map_err(|e| format!("AUTH default: {e}"))?;
+            Ok(conn)
+        };
+        tokio::time::timeout(Duration::from_secs(5), connect)
             .await
-            .expect("connect front");
-        let name = ServerName::try_from("localhost").expect("name");
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake");
-        let mut conn = Connection::new(tls);
-        conn.auth("default", &process.default_password)
-            .await
-            .expect("AUTH default");
-        conn
+            .map_err(|_| "timed out".to_string())?
     }
 
     /// A direct (plaintext, loopback) connection to the engine as kvs-admin.

@@ -5,3 +5,4 @@
 mod fixtures;
 mod t10_lifecycle;
 mod t20_failures;
+mod t30_replication;

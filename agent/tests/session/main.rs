@@ -1,6 +1,8 @@
 //! The agent end to end against a fake coordinator (a tiny tonic Agent service in this test):
 //! Register over server-auth TLS with the join token, Session over mTLS, a Desired down, Observed
-//! up showing the engine running, host identity stored in data_dir.
+//! up showing the engine running, host identity stored in data_dir. Two coordinators are
+//! configured, the first one dead: registration and session move on to the second. The SSH host
+//! key file's line is sent at registration.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -55,6 +57,7 @@ struct FakeCoordinator {
     ca_pem: String,
     desired: pb::Desired,
     observed: mpsc::Sender<pb::Observed>,
+    registered: mpsc::Sender<pb::RegisterRequest>,
 }
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
@@ -73,6 +76,7 @@ impl agent_server::Agent for FakeCoordinator {
             return Err(Status::unauthenticated("bad join token"));
         }
         let req = request.into_inner();
+        let _ = self.registered.try_send(req.clone());
         assert_eq!(req.zone, "a");
         assert!(req.memory_total_bytes > 0);
         assert!(req.engines.iter().any(|e| e.label.starts_with("redis-")));
@@ -132,6 +136,13 @@ async fn t30_register_session_desired_observed() {
     std::fs::write(&ca_file, &pki.ca_pem).expect("ca");
 
     let (observed_tx, mut observed_rx) = mpsc::channel(64);
+    let (registered_tx, mut registered_rx) = mpsc::channel(4);
+    let ssh_key = dir.path().join("ssh_host_ed25519_key.pub");
+    std::fs::write(
+        &ssh_key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITest root@test\n",
+    )
+    .expect("ssh key");
     let process = pb::DesiredProcess {
         instance: "redis-session-1".into(),
         epoch: 1,
@@ -158,6 +169,7 @@ async fn t30_register_session_desired_observed() {
             processes: vec![process],
         },
         observed: observed_tx,
+        registered: registered_tx,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -175,7 +187,11 @@ async fn t30_register_session_desired_observed() {
     let server = tokio::spawn(server);
 
     let config = kvs_agent::Config {
-        coordinator: format!("https://{addr}"),
+        coordinators: vec![
+            format!("https://127.0.0.1:{}", free_port()),
+            format!("https://{addr}"),
+        ],
+        ssh_host_key_file: ssh_key,
         ca_file,
         join_token: Some(JOIN_TOKEN.into()),
         zone: "a".into(),
@@ -204,12 +220,20 @@ async fn t30_register_session_desired_observed() {
     .await
     .expect("the agent never reported the engine running")
     .expect("stream ended");
+    let registration = registered_rx.recv().await.expect("registered");
+    assert_eq!(
+        registration.ssh_host_key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITest root@test"
+    );
     assert_eq!(running.host_id, "h-1");
     assert!(running.at_ms > 0);
     assert!(running.host.is_some_and(|h| h.memory_total_bytes > 0));
     let process = &running.processes[0];
     assert_eq!(process.role, "master");
     assert!(process.pid > 0);
+    assert_eq!(process.master_link_status, "");
+    assert_eq!(process.connected_replicas, 0);
+    assert!(!process.fenced);
 
     let data = dir.path().join("agent");
     assert!(

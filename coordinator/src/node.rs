@@ -90,11 +90,18 @@ pub async fn run_with_listeners(
     let network = raft::NetworkFactory::with_tls_cell(peer_tls.clone());
     let raft_dir = config.data_dir.join("raft");
     let mut raft_config = raft::config(&config.cluster_id);
-    raft_config.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries);
+    raft_config.snapshot_policy =
+        openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries);
     raft_config.max_in_snapshot_log_to_keep = config.log_entries_kept;
-    let (raft, state) = raft::open_with_config(&raft_dir, config.node_id, &config.cluster_id, network, raft_config)
-        .await
-        .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
+    let (raft, state) = raft::open_with_config(
+        &raft_dir,
+        config.node_id,
+        &config.cluster_id,
+        network,
+        raft_config,
+    )
+    .await
+    .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     // Phase 1: this node's identity, and the peer Raft service.
@@ -148,6 +155,7 @@ pub async fn run_with_listeners(
         plans: kvs_proto::plan::builtin_plans(),
         admin_token: info.admin_token.clone(),
         join_token: info.join_token.clone(),
+        membership_lock: tokio::sync::Mutex::new(()),
     });
     let reconciler = tokio::spawn(reconcile_loop(shared.clone(), stop_rx.clone()));
 

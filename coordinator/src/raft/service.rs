@@ -34,7 +34,10 @@ pub struct RaftService {
 
 impl RaftService {
     pub fn new(raft: Raft) -> RaftService {
-        RaftService { raft, probe_sink: None }
+        RaftService {
+            raft,
+            probe_sink: None,
+        }
     }
 
     /// Accept followers' probe reports into `sink`.
@@ -91,7 +94,9 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<kvs_proto::pb::ProbeAck>, Status> {
         let report = request.into_inner();
         if report.results.len() > PROBE_RESULTS_PER_REPORT_MAX {
-            return Err(Status::invalid_argument("too many probe results in one report"));
+            return Err(Status::invalid_argument(
+                "too many probe results in one report",
+            ));
         }
         let accepted = self.probe_sink.as_ref().is_some_and(|sink| sink(report));
         Ok(Response::new(kvs_proto::pb::ProbeAck { accepted }))

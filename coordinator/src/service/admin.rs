@@ -89,6 +89,9 @@ impl AdminService {
             status: InstanceStatus::Creating,
             created_at_ms: self.shared.clock.now_ms(),
             maintenance_window: String::new(),
+            standbys: Vec::new(),
+            standby_required: plan.standby,
+            failover: None,
         };
         self.shared
             .submit(Command::CreateInstance {

@@ -60,6 +60,7 @@ impl Agent for AgentService {
             memory_total_bytes: registration.memory_total_bytes,
             engines: registration.engines,
             registered_at_ms: self.shared.clock.now_ms(),
+            ssh_host_key: registration.ssh_host_key.clone(),
         };
         self.shared.submit(Command::RegisterHost(host)).await?;
         tracing::info!(host = %host_id, zone = %registration.zone, address = %registration.address, "host registered");
@@ -127,7 +128,12 @@ async fn run_session(
     let mut changes = shared.state.subscribe();
     let mut last_sent: Option<Vec<DesiredProcess>> = None;
     loop {
-        let desired = shared.read(|s| (s.desired_version, desired::for_host(s, &host_id)));
+        let desired = shared.read(|s| {
+            (
+                s.desired_version,
+                desired::for_host(s, &host_id, &crate::control::HaConfig::default()),
+            )
+        });
         if last_sent.as_ref() != Some(&desired.1) {
             let message = pb::CoordinatorMessage {
                 kind: Some(pb::coordinator_message::Kind::Desired(pb::Desired {
@@ -186,6 +192,13 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
                 used_memory_bytes: p.used_memory_bytes,
                 connected_clients: p.connected_clients,
                 last_error: p.last_error,
+                replication_offset: p.replication_offset,
+                master_link_status: p.master_link_status,
+                master_last_io_seconds: p.master_last_io_seconds,
+                connected_replicas: p.connected_replicas,
+                fenced: p.fenced,
+                link_down_since: None,
+                master_offset_last: None,
             },
         );
     }

@@ -78,6 +78,7 @@ pub async fn add_node(
     request: pb::AddNodeRequest,
 ) -> Result<pb::ClusterStatusResponse, ApiError> {
     shared.ensure_leader().await?;
+    let _one_change_at_a_time = shared.membership_lock.lock().await;
     if request.node_id == 0 {
         return Err(ProtocolError::invalid("node_id", "must be 1 or more").into());
     }
@@ -175,6 +176,7 @@ pub async fn add_node(
 
 pub async fn remove_node(shared: &Shared, id: u64) -> Result<pb::ClusterStatusResponse, ApiError> {
     shared.ensure_leader().await?;
+    let _one_change_at_a_time = shared.membership_lock.lock().await;
     let membership = shared
         .raft
         .metrics()

@@ -2,12 +2,19 @@
 
 use kvs_proto::pb;
 
-use crate::control::Observations;
 use crate::control::observation::HostLiveness;
+use crate::control::{HaStatus, Observations, ha_status};
 use crate::state::{ClusterState, Instance};
 use std::time::Duration;
 
+/// An instance with the HA status the state alone tells (no sync information: "Syncing" once a
+/// standby is placed). The leader should prefer [`instance_with_ha`] with `ha_status::of`.
 pub fn instance(state: &ClusterState, i: &Instance) -> pb::Instance {
+    instance_with_ha(state, i, ha_status::from_state(i))
+}
+
+/// An instance with its HA status as the leader observes it.
+pub fn instance_with_ha(state: &ClusterState, i: &Instance, ha: HaStatus) -> pb::Instance {
     let host = state.hosts.get(&i.primary.host_id);
     let engine_version = host
         .and_then(|h| h.engines.iter().find(|e| e.label == i.engine))
@@ -23,8 +30,7 @@ pub fn instance(state: &ClusterState, i: &Instance) -> pb::Instance {
         maxmemory_policy: i.settings.maxmemory_policy.clone(),
         notify_keyspace_events: i.settings.notify_keyspace_events.clone(),
         persistence: if i.persistence { "AOF" } else { "None" }.into(),
-        // Standbys arrive with high availability; until then no plan has one.
-        ha_status: "N/A".into(),
+        ha_status: ha.as_str().into(),
         requires_tls: true,
         maintenance_window: if i.maintenance_window.is_empty() {
             "not set".into()
@@ -80,11 +86,8 @@ pub fn hosts(
                     .iter()
                     .map(|e| format!("{} ({})", e.label, e.version))
                     .collect(),
-                instances: state
-                    .instances
-                    .values()
-                    .filter(|i| i.primary.host_id == h.id)
-                    .count() as u32,
+                // Primaries and standbys alike: both take memory and ports on the host.
+                instances: state.placements_on(&h.id).count() as u32,
             }
         })
         .collect()

@@ -41,6 +41,8 @@ pub struct Shared {
     pub plans: Vec<Plan>,
     pub admin_token: String,
     pub join_token: String,
+    /// Serializes membership changes (concurrent joins would otherwise race in openraft).
+    pub membership_lock: tokio::sync::Mutex<()>,
 }
 
 pub type SharedRef = Arc<Shared>;

@@ -23,6 +23,7 @@ pub(super) fn register_host(n: u32) -> Command {
         memory_total_bytes: 1 << 30,
         engines: Vec::new(),
         registered_at_ms: i64::from(n),
+        ssh_host_key: None,
     })
 }
 

@@ -1,0 +1,46 @@
+# KVS developer entry points. `make dev` runs a local cluster; `make test` is what CI runs.
+#
+#   make dev          engines + build + a 3-agent dev cluster with an instance for dev-app (Ctrl-C stops)
+#   make test         engines + fmt check + build + clippy + every test (nextest when installed)
+#   make bench-front  redis-benchmark: the agent's TLS front vs native TLS vs plain (release build)
+
+CARGO ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+DEV_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: all dev test bench-front engines build fmt-check clippy unit-and-e2e clean-dev
+
+all: build
+
+engines:
+	scripts/install-engines
+
+build:
+	$(CARGO) build --workspace
+
+dev: engines build
+	$(TARGET_DIR)/debug/kvs-testbed dev $(DEV_ARGS)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The end-to-end tests start the binaries built here (target/debug), so build everything first.
+unit-and-e2e:
+	$(CARGO) build --workspace --all-targets
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace; \
+	else \
+		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace; \
+	fi
+
+test: engines fmt-check unit-and-e2e clippy
+
+bench-front: engines
+	scripts/bench-tls-front $(BENCH_ARGS)
+
+clean-dev:
+	rm -rf .dev

@@ -1,0 +1,185 @@
+//! The config files the testbed writes for each node, following docs/interfaces.md (the contract),
+//! and the layout of a cluster directory:
+//!
+//! ```text
+//!   <dir>/coordinator/config.toml   <dir>/coordinator/data/{ca.pem,admin-token,join-token,…}
+//!   <dir>/agent-a/config.toml       <dir>/agent-a/data/{host.json,tls/,instances/<name>/…}
+//!   <dir>/logs/{coordinator,agent-a,agent-b,agent-c}.log   (stdout + stderr, appended on restart)
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::binaries::Binaries;
+use crate::slot::{Slot, ZONES};
+use serde::Serialize;
+
+/// `kvs-coordinator --config` file.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordinatorConfig {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub raft_listen: SocketAddr,
+    pub tls_names: Vec<String>,
+    pub agent_silence_timeout: String,
+}
+
+impl CoordinatorConfig {
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data_dir.join("admin-token")
+    }
+    pub fn join_token_file(&self) -> PathBuf {
+        self.data_dir.join("join-token")
+    }
+    /// `https://IP:PORT`: what agents and the CLI connect to.
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.listen)
+    }
+}
+
+/// `kvs-agent --config` file.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentConfig {
+    pub coordinator: String,
+    pub ca_file: PathBuf,
+    pub join_token_file: PathBuf,
+    pub zone: String,
+    pub address: Ipv4Addr,
+    pub hostname: String,
+    /// Same as `address` here: all hosts share `lo`, so engines need distinct addresses too.
+    pub engine_bind: Ipv4Addr,
+    pub data_dir: PathBuf,
+    pub report_interval: String,
+    pub engines: EnginePaths,
+}
+
+/// The `[engines]` table: binaries the agent offers in its catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnginePaths {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valkey_server: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// Where the agent keeps an instance's files (engine.conf, users.acl, engine.log, AOF).
+    pub fn instance_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("instances").join(name)
+    }
+    /// The host certificate and key the agent got at Register (also used by its TLS fronts).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+}
+
+/// Writes `value` as TOML to `path` (creating parent directories).
+pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = toml::to_string(value).context("rendering TOML")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A port on `address` that nothing listens on right now (the OS picks it).
+pub fn free_port(address: Ipv4Addr) -> Result<u16> {
+    let listener = std::net::TcpListener::bind((address, 0))
+        .with_context(|| format!("binding {address}:0"))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `preferred` if it is free on `address`, else any free port.
+pub fn port_preferring(address: Ipv4Addr, preferred: u16) -> Result<u16> {
+    match std::net::TcpListener::bind((address, preferred)) {
+        Ok(_) => Ok(preferred),
+        Err(_) => free_port(address),
+    }
+}
+
+/// The coordinator's config for a cluster in `dir` on `slot` (slot 0 prefers ports 7400/7500).
+pub fn coordinator_config(dir: &Path, slot: &Slot, cluster_id: &str) -> Result<CoordinatorConfig> {
+    let address = slot.coordinator_address();
+    let (listen_port, raft_port) = if slot.index == 0 {
+        (
+            port_preferring(address, 7400)?,
+            port_preferring(address, 7500)?,
+        )
+    } else {
+        (free_port(address)?, free_port(address)?)
+    };
+    Ok(CoordinatorConfig {
+        node_id: 1,
+        cluster_id: cluster_id.to_string(),
+        data_dir: dir.join("coordinator").join("data"),
+        listen: (address, listen_port).into(),
+        raft_listen: (address, raft_port).into(),
+        tls_names: vec!["localhost".into()],
+        agent_silence_timeout: "5s".into(),
+    })
+}
+
+/// Agent `index`'s config: zone a/b/c, the slot's host address for both fronts and engines.
+pub fn agent_config(
+    dir: &Path,
+    slot: &Slot,
+    index: usize,
+    coordinator: &CoordinatorConfig,
+    binaries: &Binaries,
+) -> AgentConfig {
+    let zone = ZONES[index];
+    let address = slot.host_address(index);
+    AgentConfig {
+        coordinator: coordinator.endpoint(),
+        ca_file: coordinator.ca_file(),
+        join_token_file: coordinator.join_token_file(),
+        zone: zone.to_string(),
+        address,
+        hostname: format!("host-{zone}"),
+        engine_bind: address,
+        data_dir: dir.join(format!("agent-{zone}")).join("data"),
+        report_interval: "1s".into(),
+        engines: EnginePaths {
+            valkey_server: binaries.valkey_server.clone(),
+            redis_server: binaries.redis_server.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_config_renders_the_contract_keys() {
+        let config = AgentConfig {
+            coordinator: "https://127.0.0.1:7400".into(),
+            ca_file: "/d/ca.pem".into(),
+            join_token_file: "/d/join-token".into(),
+            zone: "a".into(),
+            address: Ipv4Addr::new(127, 0, 0, 11),
+            hostname: "host-a".into(),
+            engine_bind: Ipv4Addr::new(127, 0, 0, 11),
+            data_dir: "/d/agent".into(),
+            report_interval: "1s".into(),
+            engines: EnginePaths {
+                valkey_server: Some("/usr/local/bin/valkey-server".into()),
+                redis_server: None,
+            },
+        };
+        let text = toml::to_string(&config).expect("toml");
+        assert!(text.contains("address = \"127.0.0.11\""), "{text}");
+        assert!(
+            text.contains("[engines]\nvalkey_server = \"/usr/local/bin/valkey-server\""),
+            "{text}"
+        );
+        assert!(!text.contains("redis_server"), "{text}");
+    }
+}

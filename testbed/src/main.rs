@@ -1,0 +1,42 @@
+//! `kvs-testbed`: the developer's entry points to a local KVS cluster.
+//!
+//! - `kvs-testbed dev`: coordinator + 3 agents + an instance for `dev-app`, the CLI profile written,
+//!   running until Ctrl-C.
+//! - `kvs-testbed bench-front`: redis-benchmark through the agent's TLS front vs the same engine's
+//!   native TLS and plain TCP.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kvs-testbed",
+    about = "Local KVS clusters for development, tests and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local dev cluster until Ctrl-C.
+    Dev(kvs_testbed::dev::DevArgs),
+    /// Benchmark the agent's TLS front against the engine's own TLS and plain TCP.
+    BenchFront(kvs_testbed::bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Dev(args) => kvs_testbed::dev::run(args).await,
+        Command::BenchFront(args) => kvs_testbed::bench::run(args).await,
+    }
+}

@@ -1,7 +1,7 @@
 # KVS developer entry points. `make dev` runs a local cluster; `make test` is what CI runs.
 #
 #   make dev          engines + build + a 3-agent dev cluster with an instance for dev-app (Ctrl-C stops)
-#   make test         engines + fmt check + build + clippy + every test (nextest when installed)
+#   make test         engines + fmt check + build + every test (nextest when installed) + clippy + deploy checks
 #   make bench-front  redis-benchmark: the agent's TLS front vs native TLS vs plain (release build)
 
 CARGO ?= cargo
@@ -9,7 +9,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 DEV_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all dev test bench-front engines build fmt-check clippy unit-and-e2e clean-dev
+.PHONY: all dev test bench-front engines build fmt-check clippy unit-and-e2e deploy-check clean-dev
 
 all: build
 
@@ -37,7 +37,11 @@ unit-and-e2e:
 		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace; \
 	fi
 
-test: engines fmt-check unit-and-e2e clippy
+# The deploy checks run after the build: their live test installs and starts target/debug binaries.
+deploy-check:
+	scripts/check-deploy
+
+test: engines fmt-check unit-and-e2e clippy deploy-check
 
 bench-front: engines
 	scripts/bench-tls-front $(BENCH_ARGS)

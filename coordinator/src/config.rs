@@ -175,7 +175,9 @@ impl Config {
             }
         }
         if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
-            return Err(ConfigError::Invalid("probe_interval and probe_timeout must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "probe_interval and probe_timeout must be positive".into(),
+            ));
         }
         if self.probe_timeout > self.probe_interval {
             return Err(ConfigError::Invalid(format!(
@@ -196,7 +198,9 @@ impl Config {
             ));
         }
         if self.snapshot_every_entries == 0 {
-            return Err(ConfigError::Invalid("snapshot_every_entries must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "snapshot_every_entries must be positive".into(),
+            ));
         }
         if self.reconcile_interval.is_zero() {
             return Err(ConfigError::Invalid(
@@ -223,7 +227,9 @@ impl Config {
     }
 
     pub fn probe_key_path(&self) -> PathBuf {
-        self.probe_key_file.clone().unwrap_or_else(|| self.data_dir.join("probe_key"))
+        self.probe_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("probe_key"))
     }
 
     pub fn api_addr(&self) -> SocketAddr {

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_raft;
 pub mod binaries;
 pub mod cluster;
 pub mod config;

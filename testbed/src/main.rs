@@ -24,6 +24,8 @@ enum Command {
     Dev(kvs_testbed::dev::DevArgs),
     /// Benchmark the agent's TLS front against the engine's own TLS and plain TCP.
     BenchFront(kvs_testbed::bench::BenchArgs),
+    /// Benchmark the replicated coordinator: commit latency, throughput, 1,000 simulated agents.
+    BenchRaft(kvs_testbed::bench_raft::BenchRaftArgs),
 }
 
 #[tokio::main]
@@ -38,5 +40,6 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Dev(args) => kvs_testbed::dev::run(args).await,
         Command::BenchFront(args) => kvs_testbed::bench::run(args).await,
+        Command::BenchRaft(args) => kvs_testbed::bench_raft::run(args).await,
     }
 }

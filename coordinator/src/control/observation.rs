@@ -1,10 +1,23 @@
-//! What the leader has seen of each host, kept in memory only (heartbeats never enter the Raft
-//! log). A new leader starts empty: every host is "unknown" until it reports.
+//! What the leader has seen of each host, kept in memory only (heartbeats and probe results never
+//! enter the Raft log). A new leader starts empty: every host is "unknown" until it reports, and
+//! every "since" clock starts at the first bad report *this* leader saw, so a new leader waits a
+//! whole confirmation window before it may confirm anything.
+//!
+//! ```text
+//!   agent Observed ──► Observations::record(host, HostObservation)   (merges "since" fields)
+//!   SSH probe result (own or forwarded by a follower)
+//!                  ──► ProbeObservations::record(host, vantage node, reachable, now)
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kvs_proto::model::{Engine, ProcessStatus};
+
+/// A standby that has not heard from its primary for longer than this counts as "link down" even
+/// while INFO still says `up`: a primary pings its replicas every `repl-ping-replica-period`
+/// (10 s by default), so three missed pings; Valkey itself waits `repl-timeout` (60 s).
+pub const STANDBY_PRIMARY_SILENCE_MAX_SECONDS: i64 = 30;
 
 /// The latest report of one engine process.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +30,77 @@ pub struct ProcessObservation {
     pub used_memory_bytes: u64,
     pub connected_clients: u32,
     pub last_error: String,
+    /// INFO `master_repl_offset` (primary) or the replica's processed offset (standby).
+    pub replication_offset: u64,
+    /// Standby only: `up`, `down`, or empty when not a replica.
+    pub master_link_status: String,
+    /// Standby only: seconds since the last I/O with its primary.
+    pub master_last_io_seconds: i64,
+    /// Primary only: replicas connected.
+    pub connected_replicas: u32,
+    /// Primary only: the agent fenced it (client writes refused).
+    pub fenced: bool,
+    /// Derived by [`Observations::record`], leave `None` when building a report: since when (the
+    /// leader's monotonic time) this standby has continuously reported it cannot hear its primary.
+    pub link_down_since: Option<Duration>,
+    /// Derived by [`Observations::record`]: the offset this process last reported while running
+    /// as master at `epoch` (kept across reports of a crashed engine, for the data-loss estimate).
+    pub master_offset_last: Option<u64>,
+}
+
+impl ProcessObservation {
+    /// A report of a process with no metrics and no replication facts (tests, placeholders).
+    pub fn new(epoch: u64, status: ProcessStatus, role: &str) -> Self {
+        Self {
+            epoch,
+            status,
+            role: role.to_string(),
+            restarts: 0,
+            used_memory_bytes: 0,
+            connected_clients: 0,
+            last_error: String::new(),
+            replication_offset: 0,
+            master_link_status: String::new(),
+            master_last_io_seconds: 0,
+            connected_replicas: 0,
+            fenced: false,
+            link_down_since: None,
+            master_offset_last: None,
+        }
+    }
+
+    /// Running as a replica.
+    pub fn is_running_replica(&self) -> bool {
+        self.status == ProcessStatus::Running && self.role == "slave"
+    }
+
+    /// Running as master.
+    pub fn is_running_master(&self) -> bool {
+        self.status == ProcessStatus::Running && self.role == "master"
+    }
+
+    /// A replica that cannot hear its primary: link down, or no I/O for too long.
+    pub fn reports_link_down(&self) -> bool {
+        self.is_running_replica()
+            && (self.master_link_status == "down"
+                || self.master_last_io_seconds > STANDBY_PRIMARY_SILENCE_MAX_SECONDS)
+    }
+
+    /// Fills the derived fields from the previous report of the same process, seen at `at`.
+    fn carry_from(&mut self, previous: Option<&ProcessObservation>, at: Duration) {
+        self.link_down_since = if self.reports_link_down() {
+            Some(previous.and_then(|p| p.link_down_since).unwrap_or(at))
+        } else {
+            None
+        };
+        self.master_offset_last = if self.is_running_master() {
+            Some(self.replication_offset)
+        } else {
+            previous
+                .filter(|p| p.epoch == self.epoch)
+                .and_then(|p| p.master_offset_last)
+        };
+    }
 }
 
 /// The latest report of one host.
@@ -63,6 +147,27 @@ pub struct Observations {
 }
 
 impl Observations {
+    /// Stores a host's new report, deriving each process's "since" fields from the previous one.
+    /// Use this rather than inserting, or standby link evidence never accumulates.
+    pub fn record(&mut self, host_id: &str, mut report: HostObservation) {
+        let previous = self.hosts.get(host_id);
+        for (instance, process) in &mut report.processes {
+            let before = previous.and_then(|h| h.processes.get(instance));
+            process.carry_from(before, report.last_seen);
+        }
+        self.hosts.insert(host_id.to_string(), report);
+    }
+
+    /// The latest report of `instance`'s process on `host_id`.
+    pub fn process(&self, host_id: &str, instance: &str) -> Option<&ProcessObservation> {
+        self.hosts.get(host_id)?.processes.get(instance)
+    }
+
+    /// The host reported within `silence_timeout`.
+    pub fn is_fresh(&self, host_id: &str, now: Duration, silence_timeout: Duration) -> bool {
+        self.liveness(host_id, now, silence_timeout) == HostLiveness::Up
+    }
+
     pub fn liveness(
         &self,
         host_id: &str,
@@ -76,3 +181,72 @@ impl Observations {
         }
     }
 }
+
+/// One vantage point's (coordinator node's) probes of one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VantageProbes {
+    /// Leader monotonic time the latest result was recorded.
+    pub last_result_at: Duration,
+    /// Leader monotonic time of the latest success, if any since this node became leader.
+    pub last_success_at: Option<Duration>,
+    /// Since when every result from this vantage point failed; `None` after a success.
+    pub failing_since: Option<Duration>,
+}
+
+/// SSH probe results per host and vantage point (coordinator node id), stamped with the leader's
+/// clock when recorded (the leader's own probes and the ones followers forward alike).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeObservations {
+    pub hosts: BTreeMap<String, BTreeMap<u64, VantageProbes>>,
+}
+
+impl ProbeObservations {
+    /// Records one probe of `host_id` by `vantage`: `reachable` only for a full success (connect,
+    /// pinned host key, auth, command exit 0). A host key mismatch is a failure.
+    pub fn record(&mut self, host_id: &str, vantage: u64, reachable: bool, at: Duration) {
+        let probes = self
+            .hosts
+            .entry(host_id.to_string())
+            .or_default()
+            .entry(vantage)
+            .or_insert(VantageProbes {
+                last_result_at: at,
+                last_success_at: None,
+                failing_since: None,
+            });
+        if at < probes.last_result_at {
+            return; // a late forward: newer evidence is already recorded
+        }
+        probes.last_result_at = at;
+        if reachable {
+            probes.last_success_at = Some(at);
+            probes.failing_since = None;
+        } else if probes.failing_since.is_none() {
+            probes.failing_since = Some(at);
+        }
+    }
+
+    /// What `vantage` has seen of `host_id`.
+    pub fn of(&self, host_id: &str, vantage: u64) -> Option<&VantageProbes> {
+        self.hosts.get(host_id)?.get(&vantage)
+    }
+
+    /// The latest success on `host_id` from any vantage point.
+    pub fn last_success_at(&self, host_id: &str) -> Option<Duration> {
+        self.hosts
+            .get(host_id)?
+            .values()
+            .filter_map(|p| p.last_success_at)
+            .max()
+    }
+
+    /// Forgets a vantage point (a coordinator node that left the cluster).
+    pub fn forget_vantage(&mut self, vantage: u64) {
+        for probes in self.hosts.values_mut() {
+            probes.remove(&vantage);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,13 @@
 //! Where a new instance goes: the live host with the most free plan memory that offers the
-//! requested engine, and the lowest free port pair on it.
+//! requested engine, and the lowest free port triple (front, engine, tunnel) on it. Standbys go
+//! the same way, restricted to other zones than their primary's ([`place_standby`]).
 
 use std::collections::BTreeSet;
 
-use crate::state::ClusterState;
+/// A standby's replication tunnel port is its front port plus this (defined with the state, which
+/// reserves it for every placement).
+pub use crate::state::TUNNEL_PORT_OFFSET;
+use crate::state::{ClusterState, Instance};
 
 /// First client TLS port handed out on a host.
 pub const FRONT_PORT_MIN: u16 = 6380;
@@ -22,6 +26,8 @@ pub enum PlacementError {
     NoCapacity { needed: u64 },
     #[error("host {0} has no free port left")]
     NoPort(String),
+    #[error("no live host outside zone {zone} can take a standby")]
+    NoOtherZone { zone: String },
 }
 
 /// The chosen host and ports.
@@ -107,13 +113,51 @@ pub fn place(
         .to_string();
     let used: BTreeSet<u16> = state.ports_in_use(&host_id).into_iter().collect();
     let front_port = (FRONT_PORT_MIN..=FRONT_PORT_MAX)
-        .find(|p| !used.contains(p) && !used.contains(&(p + ENGINE_PORT_OFFSET)))
+        .find(|p| {
+            [*p, p + ENGINE_PORT_OFFSET, p + TUNNEL_PORT_OFFSET]
+                .iter()
+                .all(|port| !used.contains(port))
+        })
         .ok_or_else(|| PlacementError::NoPort(host_id.clone()))?;
     Ok(Choice {
         host_id,
         front_port,
         engine_port: front_port + ENGINE_PORT_OFFSET,
     })
+}
+
+/// Places a standby of `instance` on one of `live_hosts`: never in the primary's zone nor on a
+/// host that already runs a process of the instance; preferably in a zone where the instance has
+/// no process at all (after a failover that is the third zone, not the old primary's).
+pub fn place_standby(
+    state: &ClusterState,
+    live_hosts: &[String],
+    instance: &Instance,
+) -> Result<Choice, PlacementError> {
+    let zone_of = |id: &str| state.hosts.get(id).map(|h| h.zone.as_str());
+    let primary_zone = zone_of(&instance.primary.host_id).unwrap_or_default();
+    let placements = || std::iter::once(&instance.primary).chain(&instance.standbys);
+    let used_hosts: BTreeSet<&str> = placements().map(|p| p.host_id.as_str()).collect();
+    let used_zones: BTreeSet<&str> = placements().filter_map(|p| zone_of(&p.host_id)).collect();
+    let allowed: Vec<String> = live_hosts
+        .iter()
+        .filter(|id| !used_hosts.contains(id.as_str()))
+        .filter(|id| zone_of(id).is_some_and(|z| z != primary_zone))
+        .cloned()
+        .collect();
+    if allowed.is_empty() {
+        return Err(PlacementError::NoOtherZone {
+            zone: primary_zone.to_string(),
+        });
+    }
+    let fresh_zone: Vec<String> = allowed
+        .iter()
+        .filter(|id| zone_of(id).is_some_and(|z| !used_zones.contains(z)))
+        .cloned()
+        .collect();
+    let memory = instance.maxmemory_bytes;
+    place(state, &fresh_zone, &instance.engine, memory)
+        .or_else(|_| place(state, &allowed, &instance.engine, memory))
 }
 
 #[cfg(test)]

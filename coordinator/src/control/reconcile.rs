@@ -87,6 +87,7 @@ mod tests {
             memory_total_bytes: 1 << 30,
             engines: vec![],
             registered_at_ms: 0,
+            ssh_host_key: None,
         }))
         .unwrap();
         let instance = Instance {
@@ -111,6 +112,9 @@ mod tests {
             status,
             created_at_ms: 0,
             maintenance_window: String::new(),
+            standbys: Vec::new(),
+            standby_required: false,
+            failover: None,
         };
         s.apply(&Command::CreateInstance {
             instance,
@@ -122,13 +126,8 @@ mod tests {
 
     fn seen(at: Duration, status: ProcessStatus, role: &str, epoch: u64) -> Observations {
         let process = ProcessObservation {
-            epoch,
-            status,
-            role: role.into(),
-            restarts: 0,
-            used_memory_bytes: 0,
-            connected_clients: 0,
             last_error: "boom".into(),
+            ..ProcessObservation::new(epoch, status, role)
         };
         let host = HostObservation {
             last_seen: at,

@@ -4,9 +4,13 @@
 use kvs_proto::model::SettingsChange;
 use serde::{Deserialize, Serialize};
 
-use super::model::{ClusterInfo, CoordinatorNode, Host, Instance, InstanceStatus};
+use super::model::{ClusterInfo, CoordinatorNode, Host, Instance, InstanceStatus, Placement};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "commands are few and short-lived; CreateInstance carries a whole Instance"
+)]
 pub enum Command {
     /// First entry of a new cluster: its id and CA.
     InitCluster(ClusterInfo),
@@ -39,6 +43,64 @@ pub enum Command {
     SetCoordinator(CoordinatorNode),
     /// Forgets a coordinator node after it left the Raft membership.
     RemoveCoordinator { id: u64 },
+    /// Adds a standby of `name` at `placement` (its tunnel port derives from the front port).
+    PlaceStandby {
+        name: String,
+        placement: Placement,
+        at_ms: i64,
+    },
+    /// Starts a failover to the standby on `new_primary_host`, at epoch `expected_epoch + 1`.
+    BeginFailover {
+        name: String,
+        expected_epoch: u64,
+        new_primary_host: String,
+        planned: bool,
+        allow_data_loss: bool,
+        /// The old primary's last known replication offset, if any.
+        primary_offset: Option<u64>,
+        /// The target standby's replication offset when chosen, if known.
+        target_offset: Option<u64>,
+        reason: String,
+        at_ms: i64,
+    },
+    /// Planned switchover: the target caught up with the paused primary; promote it now.
+    OrderPromotion {
+        name: String,
+        /// The failover's new epoch.
+        epoch: u64,
+        /// The paused primary's offset the target caught up with.
+        primary_offset: Option<u64>,
+        /// The target's offset now.
+        target_offset: Option<u64>,
+        at_ms: i64,
+    },
+    /// The target runs as master at `epoch`: it becomes the primary and every URL rotates.
+    CompleteFailover {
+        name: String,
+        epoch: u64,
+        /// Estimated writes lost (old primary offset − target offset at promotion); `None`:
+        /// unknown.
+        data_loss_bytes: Option<u64>,
+        at_ms: i64,
+    },
+    /// Gives up the failover in flight; the old primary stays primary.
+    AbortFailover {
+        name: String,
+        epoch: u64,
+        reason: String,
+        at_ms: i64,
+    },
+    RemoveStandby {
+        name: String,
+        host_id: String,
+        at_ms: i64,
+    },
+    /// Records a decision that changed nothing (a refused failover, an unplaceable standby).
+    RecordEvent {
+        name: String,
+        message: String,
+        at_ms: i64,
+    },
 }
 
 impl Command {
@@ -54,6 +116,13 @@ impl Command {
             Command::PromoteAttachment { .. } => "promote_attachment",
             Command::SetCoordinator(_) => "set_coordinator",
             Command::RemoveCoordinator { .. } => "remove_coordinator",
+            Command::PlaceStandby { .. } => "place_standby",
+            Command::BeginFailover { .. } => "begin_failover",
+            Command::OrderPromotion { .. } => "order_promotion",
+            Command::CompleteFailover { .. } => "complete_failover",
+            Command::AbortFailover { .. } => "abort_failover",
+            Command::RemoveStandby { .. } => "remove_standby",
+            Command::RecordEvent { .. } => "record_event",
         }
     }
 }
@@ -85,4 +154,20 @@ pub enum Refusal {
     PortTaken { host: String, port: u16 },
     #[error("app {0} has no free config var name left")]
     NoConfigVarLeft(String),
+    #[error("instance {instance} is at epoch {actual}, not {expected}")]
+    StaleEpoch {
+        instance: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("instance {0} already has a failover in flight")]
+    FailoverInProgress(String),
+    #[error("instance {0} has no failover in flight")]
+    NoFailover(String),
+    #[error("instance {instance}'s failover is not at the right step: {reason}")]
+    FailoverStep { instance: String, reason: String },
+    #[error("instance {instance} has no standby on host {host}")]
+    NoSuchStandby { instance: String, host: String },
+    #[error("host {host} already runs a process of instance {instance}")]
+    HostAlreadyServes { instance: String, host: String },
 }

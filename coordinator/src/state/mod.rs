@@ -9,14 +9,15 @@
 //! (and serialized snapshots) are deterministic.
 
 mod command;
+mod ha;
 mod model;
 
 use std::collections::{BTreeMap, VecDeque};
 
 pub use command::{Applied, Command, CommandOutcome, Refusal};
 pub use model::{
-    App, ClusterInfo, CoordinatorNode, Credentials, Event, Host, Instance, InstanceStatus,
-    Placement,
+    App, ClusterInfo, CoordinatorNode, Credentials, Event, FailoverIntent, Host, Instance,
+    InstanceStatus, Placement, TUNNEL_PORT_OFFSET,
 };
 
 /// Events kept per instance; older ones are dropped first.
@@ -101,6 +102,13 @@ impl ClusterState {
                 self.coordinators.remove(id);
                 Ok(Applied::Done)
             }
+            Command::PlaceStandby { .. }
+            | Command::BeginFailover { .. }
+            | Command::OrderPromotion { .. }
+            | Command::CompleteFailover { .. }
+            | Command::AbortFailover { .. }
+            | Command::RemoveStandby { .. }
+            | Command::RecordEvent { .. } => self.apply_ha(command),
             Command::DestroyInstance { name, at_ms: _ } => {
                 if self.instances.remove(name).is_none() {
                     return Err(Refusal::NoSuchInstance(name.clone()));
@@ -128,7 +136,7 @@ impl ClusterState {
         if !self.hosts.contains_key(host) {
             return Err(Refusal::NoSuchHost(host.clone()));
         }
-        for port in [instance.primary.front_port, instance.primary.engine_port] {
+        for port in instance.primary.ports() {
             if self.ports_in_use(host).contains(&port) {
                 return Err(Refusal::PortTaken {
                     host: host.clone(),
@@ -207,21 +215,30 @@ impl ClusterState {
         }
     }
 
-    /// Every front and engine port taken on a host.
+    /// Every placement (primary first, then standbys) of every instance on a host.
+    pub fn placements_on<'a>(
+        &'a self,
+        host_id: &'a str,
+    ) -> impl Iterator<Item = (&'a Instance, &'a Placement)> + 'a {
+        self.instances.values().flat_map(move |i| {
+            std::iter::once(&i.primary)
+                .chain(i.standbys.iter())
+                .filter(move |p| p.host_id == host_id)
+                .map(move |p| (i, p))
+        })
+    }
+
+    /// Every front, engine and tunnel port taken on a host, by primaries and standbys alike.
     pub fn ports_in_use(&self, host_id: &str) -> Vec<u16> {
-        self.instances
-            .values()
-            .filter(|i| i.primary.host_id == host_id)
-            .flat_map(|i| [i.primary.front_port, i.primary.engine_port])
+        self.placements_on(host_id)
+            .flat_map(|(_, p)| p.ports())
             .collect()
     }
 
-    /// Plan memory placed on a host.
+    /// Plan memory placed on a host (primaries and standbys).
     pub fn memory_reserved(&self, host_id: &str) -> u64 {
-        self.instances
-            .values()
-            .filter(|i| i.primary.host_id == host_id)
-            .map(|i| i.maxmemory_bytes)
+        self.placements_on(host_id)
+            .map(|(i, _)| i.maxmemory_bytes)
             .sum()
     }
 

@@ -34,6 +34,10 @@ pub struct Host {
     pub memory_total_bytes: u64,
     pub engines: Vec<Engine>,
     pub registered_at_ms: i64,
+    /// OpenSSH public host key line pinned at registration; the probes refuse any other key.
+    /// `None`: the host cannot be probed over SSH (so it can never be confirmed down).
+    #[serde(default)]
+    pub ssh_host_key: Option<String>,
 }
 
 /// Lifecycle of an instance as the control plane sees it.
@@ -58,6 +62,14 @@ impl InstanceStatus {
     }
 }
 
+/// A standby's replication tunnel listens on its front port plus this (loopback only).
+///
+/// Front ports are 6380..=16379 and engine ports front + 10000 (16380..=26379), so tunnel ports
+/// are 26380..=36379: disjoint from both ranges, below 65535, and unique per host because front
+/// ports are. Every placement reserves its tunnel port, so a primary that later becomes a standby
+/// (after a failover) finds it free.
+pub const TUNNEL_PORT_OFFSET: u16 = 20_000;
+
 /// Where one process of an instance runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
@@ -66,6 +78,18 @@ pub struct Placement {
     pub front_port: u16,
     /// Engine port on the host's loopback.
     pub engine_port: u16,
+}
+
+impl Placement {
+    /// Loopback port of the replication tunnel while this process is a standby.
+    pub fn tunnel_port(&self) -> u16 {
+        self.front_port.saturating_add(TUNNEL_PORT_OFFSET)
+    }
+
+    /// Every port this placement reserves on its host.
+    pub fn ports(&self) -> [u16; 3] {
+        [self.front_port, self.engine_port, self.tunnel_port()]
+    }
 }
 
 /// Passwords of one instance. Secrets: never logged (Debug is redacted).
@@ -101,6 +125,53 @@ pub struct Instance {
     pub created_at_ms: i64,
     /// Maintenance window, e.g. "Sundays 14:00 to 18:00 UTC".
     pub maintenance_window: String,
+    /// Standby processes replicating from the primary, each in another zone. A standby whose host
+    /// is down simply isn't running; the HA policy places a replacement (control::standby).
+    #[serde(default)]
+    pub standbys: Vec<Placement>,
+    /// The plan promises a standby (premium plans); set at creation.
+    #[serde(default)]
+    pub standby_required: bool,
+    /// The failover in flight, if any (at most one per instance).
+    #[serde(default)]
+    pub failover: Option<FailoverIntent>,
+}
+
+/// A failover (or planned switchover) committed but not yet completed.
+///
+/// ```text
+///   BeginFailover ──(planned: primary paused, standby catches up)──► OrderPromotion
+///        │ (unplanned: promotion ordered at once)                        │
+///        └──────────────────────────────┬───────────────────────────────┘
+///                 target reports master at new_epoch ──► CompleteFailover
+///                 timeout / target gone                ──► AbortFailover
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverIntent {
+    /// Host of the standby being promoted.
+    pub target_host_id: String,
+    /// The epoch the target is promoted at: the instance's epoch + 1 when the intent began.
+    pub new_epoch: u64,
+    /// Planned switchover: the primary is paused and the target promoted only once caught up.
+    pub planned: bool,
+    /// The operator accepted losing writes the target has not received.
+    pub allow_data_loss: bool,
+    /// The target has been told to become primary at `new_epoch` (and the old primary to follow
+    /// it). Unplanned: at once; planned: once the target caught up.
+    pub promotion_ordered: bool,
+    /// When the promotion was ordered (wall ms), for the promotion timeout.
+    pub promotion_ordered_at_ms: Option<i64>,
+    /// The state's `desired_version` that carries the pause: once the primary's agent reports it
+    /// applied at least this version, its reported offset no longer moves.
+    pub pause_desired_version: u64,
+    /// The old primary's last known replication offset (for the data-loss estimate); `None`:
+    /// never observed by the leader that decided.
+    pub primary_offset: Option<u64>,
+    /// The target's replication offset when it was chosen (unplanned) or caught up (planned):
+    /// the data-loss estimate is `primary_offset − target_offset`.
+    pub target_offset: Option<u64>,
+    pub started_at_ms: i64,
+    pub reason: String,
 }
 
 /// An app and its config vars.

@@ -16,6 +16,7 @@ fn host(id: &str) -> Host {
         memory_total_bytes: 1 << 30,
         engines: vec![],
         registered_at_ms: 1,
+        ssh_host_key: None,
     }
 }
 
@@ -42,6 +43,9 @@ fn instance(name: &str, front_port: u16) -> Instance {
         status: InstanceStatus::Creating,
         created_at_ms: 10,
         maintenance_window: String::new(),
+        standbys: Vec::new(),
+        standby_required: false,
+        failover: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn host(id: &str, memory: u64, engines: &[&str]) -> Host {
             })
             .collect(),
         registered_at_ms: 0,
+        ssh_host_key: None,
     }
 }
 
@@ -58,6 +59,9 @@ fn put(s: &mut ClusterState, name: &str, host_id: &str, front_port: u16, memory:
         status: InstanceStatus::Creating,
         created_at_ms: 0,
         maintenance_window: String::new(),
+        standbys: Vec::new(),
+        standby_required: false,
+        failover: None,
     };
     s.apply(&Command::CreateInstance {
         instance,
@@ -152,4 +156,31 @@ fn default_engine_prefers_newest_valkey() {
         Some("redis-7")
     );
     assert_eq!(default_engine([]), None);
+}
+
+#[test]
+fn standby_goes_to_another_zone_preferring_an_unused_one() {
+    use crate::control::ha_sim::{NAME, cluster};
+    let mut s = cluster(); // primary ha (zone a), standby hb (zone b), hc (zone c) free
+    let hosts = live(&["ha", "hb", "hc"]);
+    let instance = s.instances[NAME].clone();
+    let choice = place_standby(&s, &hosts, &instance).unwrap();
+    assert_eq!(
+        choice.host_id, "hc",
+        "the zone without any process of the instance"
+    );
+    // After a failover to hb, the old primary's zone a is used too: still hc, never zone b.
+    let mut swapped = instance.clone();
+    std::mem::swap(&mut swapped.primary, &mut swapped.standbys[0]);
+    assert_eq!(place_standby(&s, &hosts, &swapped).unwrap().host_id, "hc");
+    assert_eq!(
+        place_standby(&s, &live(&["ha", "hb"]), &swapped),
+        Err(PlacementError::NoOtherZone { zone: "b".into() })
+    );
+    // Only the primary's zone and a used host left: nothing.
+    s.hosts.get_mut("hc").unwrap().zone = "a".into();
+    assert_eq!(
+        place_standby(&s, &hosts, &instance),
+        Err(PlacementError::NoOtherZone { zone: "a".into() })
+    );
 }

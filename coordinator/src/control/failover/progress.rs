@@ -1,0 +1,128 @@
+//! Drives a committed failover intent to its end (DESIGN.md §4 rules 4 and 6).
+//!
+//! ```text
+//!   planned, promotion not ordered:
+//!     switchover_timeout passed           → AbortFailover
+//!     target not a healthy replica        → AbortFailover ("the standby went away")
+//!     primary paused (applied the pause's desired version) and
+//!       target offset ≥ primary offset, both at the current epoch → OrderPromotion
+//!     allow_data_loss and the primary host not healthy            → OrderPromotion
+//!   promotion ordered:
+//!     target running as master at new_epoch → CompleteFailover (loss = primary − target offset)
+//!     promotion_timeout passed               → AbortFailover (the epoch is burnt)
+//! ```
+
+use std::time::Duration;
+
+use super::{HaAction, Tick};
+use crate::control::detector::HostVerdict;
+use crate::state::{Command, FailoverIntent, Instance};
+
+pub(super) fn advance(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent) {
+    if intent.promotion_ordered {
+        await_promotion(tick, instance, intent);
+    } else {
+        await_catch_up(tick, instance, intent);
+    }
+}
+
+fn elapsed_since(tick: &Tick<'_>, at_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(tick.now_ms.saturating_sub(at_ms)).unwrap_or(0))
+}
+
+fn abort(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent, reason: String) {
+    tick.commit(Command::AbortFailover {
+        name: instance.name.clone(),
+        epoch: intent.new_epoch,
+        reason,
+        at_ms: tick.now_ms,
+    });
+}
+
+fn await_promotion(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent) {
+    let target = &intent.target_host_id;
+    let promoted = tick
+        .process_at(target, &instance.name, intent.new_epoch)
+        .filter(|p| p.is_running_master());
+    if promoted.is_some() {
+        let data_loss_bytes = match (intent.primary_offset, intent.target_offset) {
+            (Some(primary), Some(target)) => Some(primary.saturating_sub(target)),
+            _ => None,
+        };
+        tick.commit(Command::CompleteFailover {
+            name: instance.name.clone(),
+            epoch: intent.new_epoch,
+            data_loss_bytes,
+            at_ms: tick.now_ms,
+        });
+        return;
+    }
+    let ordered_at = intent
+        .promotion_ordered_at_ms
+        .unwrap_or(intent.started_at_ms);
+    let timeout = tick.config.promotion_timeout;
+    if elapsed_since(tick, ordered_at) >= timeout {
+        let reason = format!(
+            "host {target} did not report the engine running as master at epoch {} within {} s",
+            intent.new_epoch,
+            timeout.as_secs()
+        );
+        abort(tick, instance, intent, reason);
+    }
+}
+
+fn await_catch_up(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent) {
+    let name = &instance.name;
+    let timeout = tick.config.switchover_timeout;
+    if elapsed_since(tick, intent.started_at_ms) >= timeout {
+        let reason = format!(
+            "the standby did not catch up within {} s",
+            timeout.as_secs()
+        );
+        abort(tick, instance, intent, reason);
+        return;
+    }
+    let target = &intent.target_host_id;
+    let standby = tick
+        .process_at(target, name, instance.epoch)
+        .filter(|p| p.is_running_replica());
+    let standby_offset = match standby {
+        Some(p) if tick.verdict(target) == HostVerdict::Healthy => p.replication_offset,
+        _ => {
+            let reason = format!("the standby on host {target} went away");
+            abort(tick, instance, intent, reason);
+            return;
+        }
+    };
+    let primary_host = &instance.primary.host_id;
+    let paused = tick
+        .observations
+        .hosts
+        .get(primary_host)
+        .is_some_and(|h| h.desired_version >= intent.pause_desired_version);
+    let primary = tick
+        .process_at(primary_host, name, instance.epoch)
+        .filter(|p| p.is_running_master());
+    let order = |primary_offset| Command::OrderPromotion {
+        name: name.clone(),
+        epoch: intent.new_epoch,
+        primary_offset,
+        target_offset: Some(standby_offset),
+        at_ms: tick.now_ms,
+    };
+    match primary {
+        Some(p) if tick.verdict(primary_host) == HostVerdict::Healthy && paused => {
+            let caught_up = standby_offset >= p.replication_offset;
+            let command = caught_up.then(|| order(Some(p.replication_offset)));
+            tick.actions.extend(command.map(HaAction::Commit));
+        }
+        _ if intent.allow_data_loss && tick.verdict(primary_host) != HostVerdict::Healthy => {
+            let last_known = tick
+                .process_at(primary_host, name, instance.epoch)
+                .and_then(|p| p.master_offset_last);
+            let command = order(last_known);
+            tick.commit(command);
+        }
+        _ => {} // wait for the pause to apply, or for the timeout
+    }
+}

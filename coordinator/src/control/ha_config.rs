@@ -1,0 +1,144 @@
+//! Knobs of the high-availability policy (DESIGN.md §4), defined once with their rationale.
+//!
+//! The coordinator's config file can embed it (`[ha]`, humantime strings); `validate` enforces
+//! the one ordering the safety argument needs: a primary fences itself (`fence_after`) well
+//! before its standby may be promoted (`confirmation_window`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaConfig {
+    /// A host is confirmed down only after every vantage point's probes, its agent stream and
+    /// its standbys' replication links all failed for this long. Transient failures restart it.
+    #[serde(with = "humantime_serde")]
+    pub confirmation_window: Duration,
+    /// How often every coordinator node probes every host over SSH.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// A primary with a standby fences itself after losing both the coordinator and its standby
+    /// for this long. Must be below `confirmation_window`.
+    #[serde(with = "humantime_serde")]
+    pub fence_after: Duration,
+    /// A standby lagging its primary by more than this is not promoted automatically (and HA
+    /// status is not Available).
+    pub max_lag_bytes: u64,
+    /// No report from an agent for this long: its stream is silent (usually the node's
+    /// `agent_silence_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub agent_silence_timeout: Duration,
+    /// At most one agent restart over SSH per host per this interval.
+    #[serde(with = "humantime_serde")]
+    pub agent_restart_interval_min: Duration,
+    /// A planned switchover whose standby has not caught up within this is aborted (the
+    /// primary's writes are paused meanwhile, so keep it short).
+    #[serde(with = "humantime_serde")]
+    pub switchover_timeout: Duration,
+    /// A promotion not confirmed (target running as master at the new epoch) within this is
+    /// aborted; the next tick may try again.
+    #[serde(with = "humantime_serde")]
+    pub promotion_timeout: Duration,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        Self {
+            confirmation_window: Duration::from_secs(120),
+            probe_interval: Duration::from_secs(5),
+            fence_after: Duration::from_secs(60),
+            max_lag_bytes: 1 << 20,
+            agent_silence_timeout: Duration::from_secs(5),
+            agent_restart_interval_min: Duration::from_secs(60),
+            switchover_timeout: Duration::from_secs(30),
+            promotion_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid HA config: {0}")]
+pub struct HaConfigError(pub String);
+
+impl HaConfig {
+    pub fn validate(self) -> Result<Self, HaConfigError> {
+        let fail = |m: &str| Err(HaConfigError(m.to_string()));
+        if self.probe_interval < Duration::from_secs(1) {
+            return fail("probe_interval must be at least 1s");
+        }
+        if self.fence_after < Duration::from_secs(1) {
+            return fail("fence_after must be at least 1s");
+        }
+        let fence_after_agent = Duration::from_secs(self.fence_after_seconds().into());
+        if fence_after_agent >= self.confirmation_window {
+            return fail("fence_after must be below confirmation_window (fence before promoting)");
+        }
+        if self.confirmation_window < self.probe_interval * 3 {
+            return fail("confirmation_window must span at least 3 probe intervals");
+        }
+        if self.agent_silence_timeout.is_zero()
+            || self.agent_silence_timeout >= self.confirmation_window
+        {
+            return fail("agent_silence_timeout must be positive and below confirmation_window");
+        }
+        if self.switchover_timeout.is_zero() || self.promotion_timeout.is_zero() {
+            return fail("switchover_timeout and promotion_timeout must be positive");
+        }
+        Ok(self)
+    }
+
+    /// `fence_after` in whole seconds for the agent (rounded up, at least 1).
+    pub fn fence_after_seconds(&self) -> u32 {
+        let seconds = self.fence_after.as_millis().div_ceil(1000).max(1);
+        u32::try_from(seconds).unwrap_or(u32::MAX)
+    }
+
+    /// A probe result or success older than this says nothing about the host now.
+    pub fn probe_freshness_max(&self) -> Duration {
+        self.probe_interval * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_fence_must_precede_promotion() {
+        let ok = HaConfig::default().validate().unwrap();
+        assert_eq!(ok.fence_after_seconds(), 60);
+        let equal = HaConfig {
+            fence_after: Duration::from_secs(120),
+            ..HaConfig::default()
+        };
+        assert!(equal.validate().is_err(), "fence_after == window");
+        let above = HaConfig {
+            fence_after: Duration::from_secs(121),
+            ..HaConfig::default()
+        };
+        assert!(above.validate().is_err());
+        let rounds_up_to_window = HaConfig {
+            fence_after: Duration::from_millis(119_500),
+            ..HaConfig::default()
+        };
+        assert!(
+            rounds_up_to_window.validate().is_err(),
+            "the agent fences at 120 s"
+        );
+        let just_below = HaConfig {
+            fence_after: Duration::from_secs(119),
+            ..HaConfig::default()
+        };
+        assert_eq!(just_below.validate().unwrap().fence_after_seconds(), 119);
+    }
+
+    #[test]
+    fn parses_humantime() {
+        let c: HaConfig =
+            toml::from_str("confirmation_window = \"3m\"\nfence_after = \"45s\"").unwrap();
+        assert_eq!(c.confirmation_window, Duration::from_secs(180));
+        assert_eq!(c.fence_after, Duration::from_secs(45));
+        assert_eq!(c.probe_interval, Duration::from_secs(5));
+    }
+}

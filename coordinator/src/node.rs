@@ -24,7 +24,7 @@ use crate::bootstrap;
 use crate::ca::ClusterCa;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::control::{Observations, reconcile};
+use crate::control::Observations;
 use crate::raft;
 use crate::secrets::Secrets;
 use crate::service::admin::AdminService;
@@ -34,6 +34,22 @@ use crate::service::config_watch::ConfigService;
 use crate::service::{Shared, SharedRef};
 use crate::startup;
 use tonic::service::interceptor::InterceptedService;
+
+/// Deadline of a remote agent restart over SSH (systemctl restart waits for the old agent).
+pub const AGENT_RESTART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The HA policy's settings, from the node config.
+fn ha_config(config: &Config) -> anyhow::Result<crate::control::HaConfig> {
+    let ha = crate::control::HaConfig {
+        confirmation_window: config.confirmation_window,
+        probe_interval: config.probe_interval,
+        fence_after: config.fence_after,
+        max_lag_bytes: config.max_lag_bytes,
+        agent_silence_timeout: config.agent_silence_timeout,
+        ..crate::control::HaConfig::default()
+    };
+    Ok(ha.validate()?)
+}
 
 /// Largest gRPC message accepted from clients and agents.
 pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
@@ -104,23 +120,43 @@ pub async fn run_with_listeners(
     .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
+    let probe_key = Arc::new(
+        crate::probe::load_or_create_probe_key(&config.probe_key_path())
+            .with_context(|| format!("probe key {}", config.probe_key_path().display()))?,
+    );
+
     // Phase 1: this node's identity, and the peer Raft service.
     let identity = startup::establish(&config, &raft, &state, &secrets, &clock).await?;
+    let peer_client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&identity.ca_pem))
+        .identity(Identity::from_pem(
+            &identity.cert.cert_pem,
+            &identity.cert.key_pem,
+        ));
     *peer_tls
         .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(
-        tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&identity.ca_pem))
-            .identity(Identity::from_pem(
-                &identity.cert.cert_pem,
-                &identity.cert.key_pem,
-            )),
-    );
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(peer_client_tls.clone());
+    // Followers' probe reports reach the services once they exist (phase 2).
+    let shared_cell: Arc<std::sync::OnceLock<SharedRef>> = Arc::new(std::sync::OnceLock::new());
+    let sink_cell = shared_cell.clone();
+    let me = config.node_id;
+    let probe_sink: raft::ProbeSink = Arc::new(move |report: kvs_proto::pb::ProbeReport| {
+        let Some(shared) = sink_cell.get() else {
+            return false;
+        };
+        let leader = shared.raft.metrics().borrow().current_leader;
+        if leader != Some(me) || report.node_id == me {
+            return false;
+        }
+        crate::probing::record(shared, report.node_id, &report.results);
+        true
+    });
     let raft_serve = serve_raft(
         listeners.raft,
         &identity.cert,
         &identity.ca_pem,
         raft.clone(),
+        probe_sink,
         stop_rx.clone(),
     )?;
     let raft_server = tokio::spawn(async move {
@@ -156,8 +192,24 @@ pub async fn run_with_listeners(
         admin_token: info.admin_token.clone(),
         join_token: info.join_token.clone(),
         membership_lock: tokio::sync::Mutex::new(()),
+        ha: ha_config(&config)?,
+        probes: Mutex::new(Default::default()),
+        ha_memory: Mutex::new(Default::default()),
+        prober: Arc::new(crate::probe::SshProber::with_timeouts(
+            probe_key.clone(),
+            config.probe_timeout,
+            config.probe_timeout,
+        )),
+        restart_prober: Arc::new(crate::probe::SshProber::with_timeouts(
+            probe_key,
+            config.probe_timeout,
+            AGENT_RESTART_TIMEOUT,
+        )),
+        peer_tls: peer_client_tls,
     });
-    let reconciler = tokio::spawn(reconcile_loop(shared.clone(), stop_rx.clone()));
+    let _ = shared_cell.set(shared.clone());
+    let reconciler = tokio::spawn(crate::leader::run(shared.clone(), stop_rx.clone()));
+    let prober = tokio::spawn(crate::probing::run(shared.clone(), stop_rx.clone()));
 
     // Phase 3: the API.
     let token = AdminToken(Arc::from(shared.admin_token.as_str()));
@@ -198,6 +250,7 @@ pub async fn run_with_listeners(
     let _ = server.await;
     let _ = raft_server.await;
     let _ = reconciler.await;
+    let _ = prober.await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(cause = %e, "raft did not shut down cleanly");
     }
@@ -211,6 +264,7 @@ fn serve_raft(
     node_cert: &crate::ca::IssuedCert,
     ca_pem: &str,
     raft: raft::Raft,
+    probe_sink: raft::ProbeSink,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static> {
     let tls = ServerTlsConfig::new()
@@ -219,7 +273,9 @@ fn serve_raft(
     Ok(Server::builder()
         .tls_config(tls)?
         .add_service(InterceptedService::new(
-            raft::RaftService::new(raft).into_server(),
+            raft::RaftService::new(raft)
+                .with_probe_sink(probe_sink)
+                .into_server(),
             CoordinatorsOnly,
         ))
         .serve_with_incoming_shutdown(
@@ -268,58 +324,4 @@ pub(crate) async fn wait_for_leader(raft: &raft::Raft) -> anyhow::Result<()> {
     })
     .await
     .context("no Raft leader was elected within 30 s")
-}
-
-/// The leader compares observed and desired state every `reconcile_interval` and commits the
-/// status changes `control::reconcile` decides.
-async fn reconcile_loop(shared: SharedRef, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(shared.config.reconcile_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if !is_leader(&shared).await {
-            continue;
-        }
-        publish_own_addresses(&shared).await;
-        let now = shared.clock.now();
-        let now_ms = shared.clock.now_ms();
-        let silence = shared.config.agent_silence_timeout;
-        let observations = shared.observe(|o| o.clone());
-        let commands = shared.read(|s| reconcile::decide(s, &observations, now, now_ms, silence));
-        for command in commands {
-            let description = format!("{command:?}");
-            match shared.submit(command).await {
-                Ok(_) => tracing::info!(command = %description, "reconciled"),
-                Err(e) => {
-                    tracing::warn!(command = %description, cause = %e, "reconcile command not committed")
-                }
-            }
-        }
-    }
-}
-
-/// The leader keeps its own entry in the coordinator directory current (joined nodes are
-/// recorded by AddNode; the bootstrap node and a node whose addresses changed are recorded here).
-async fn publish_own_addresses(shared: &Shared) {
-    let me = crate::state::CoordinatorNode {
-        id: shared.config.node_id,
-        raft_addr: shared.config.raft_addr().to_string(),
-        api_addr: shared.config.api_addr().to_string(),
-    };
-    if shared.read(|s| s.coordinators.get(&me.id) == Some(&me)) {
-        return;
-    }
-    if let Err(e) = shared
-        .submit(crate::state::Command::SetCoordinator(me))
-        .await
-    {
-        tracing::warn!(cause = %e, "cannot record this node's addresses");
-    }
-}
-
-async fn is_leader(shared: &Shared) -> bool {
-    shared.raft.current_leader().await == Some(shared.config.node_id)
 }

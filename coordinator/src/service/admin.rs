@@ -20,11 +20,20 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// The wire view of an instance; HA Status from the leader's observations.
+    fn to_pb(&self, s: &crate::state::ClusterState, i: &Instance) -> pb::Instance {
+        let now = self.shared.clock.now();
+        let ha = self
+            .shared
+            .observe(|o| crate::control::ha_status::of(i, o, now, &self.shared.ha));
+        convert::instance_with_ha(s, i, ha)
+    }
+
     fn instance_pb(&self, name: &str) -> Result<pb::Instance, ApiError> {
         self.shared.read(|s| {
             s.instances
                 .get(name)
-                .map(|i| convert::instance(s, i))
+                .map(|i| self.to_pb(s, i))
                 .ok_or_else(|| not_found(name))
         })
     }
@@ -138,11 +147,7 @@ impl Admin for AdminService {
         let app = request.into_inner().app;
         let instances = self.shared.read(|s| {
             if app.is_empty() {
-                return Ok(s
-                    .instances
-                    .values()
-                    .map(|i| convert::instance(s, i))
-                    .collect());
+                return Ok(s.instances.values().map(|i| self.to_pb(s, i)).collect());
             }
             let attached = s.apps.get(&app).ok_or_else(|| app_not_found(&app))?;
             Ok::<_, ApiError>(
@@ -150,7 +155,7 @@ impl Admin for AdminService {
                     .attachments
                     .values()
                     .filter_map(|n| s.instances.get(n))
-                    .map(|i| convert::instance(s, i))
+                    .map(|i| self.to_pb(s, i))
                     .collect(),
             )
         })?;
@@ -338,10 +343,20 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::Instance>, Status> {
-        let name = names::validate_instance_name(&request.into_inner().name)?;
+        let request = request.into_inner();
+        let name = names::validate_instance_name(&request.name)?;
         self.shared.ensure_leader().await?;
         self.instance_pb(&name)?;
-        Err(ApiError::FailedPrecondition(format!("{name} has no standby to fail over to")).into())
+        let at_ms = self.shared.clock.now_ms();
+        let command = self
+            .shared
+            .read(|s| {
+                crate::control::failover::plan_switchover(s, &name, request.allow_data_loss, at_ms)
+            })
+            .map_err(ApiError::FailedPrecondition)?;
+        self.shared.submit(command).await?;
+        tracing::info!(instance = %name, allow_data_loss = request.allow_data_loss, "planned switchover started");
+        Ok(Response::new(self.instance_pb(&name)?))
     }
 
     async fn promote(

@@ -131,7 +131,7 @@ async fn run_session(
         let desired = shared.read(|s| {
             (
                 s.desired_version,
-                desired::for_host(s, &host_id, &crate::control::HaConfig::default()),
+                desired::for_host(s, &host_id, &shared.ha),
             )
         });
         if last_sent.as_ref() != Some(&desired.1) {
@@ -218,6 +218,6 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
         processes,
         desired_version: observed.desired_version,
     };
-    shared.observe(|o| o.hosts.insert(host_id.to_string(), observation));
+    shared.observe(|o| o.record(host_id, observation));
     Ok(())
 }

@@ -49,6 +49,30 @@ pub fn instance_with_ha(state: &ClusterState, i: &Instance, ha: HaStatus) -> pb:
         primary_zone: host.map(|h| h.zone.clone()).unwrap_or_default(),
         epoch: i.epoch,
         engine_version,
+        standby_hosts: i.standbys.iter().map(|p| p.host_id.clone()).collect(),
+        standby_zones: i
+            .standbys
+            .iter()
+            .map(|p| {
+                state
+                    .hosts
+                    .get(&p.host_id)
+                    .map(|h| h.zone.clone())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        failover: i
+            .failover
+            .as_ref()
+            .map(|f| {
+                let kind = if f.planned {
+                    "planned switchover"
+                } else {
+                    "failover"
+                };
+                format!("{kind} to {} (epoch {})", f.target_host_id, f.new_epoch)
+            })
+            .unwrap_or_default(),
     }
 }
 

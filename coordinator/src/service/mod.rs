@@ -43,6 +43,18 @@ pub struct Shared {
     pub join_token: String,
     /// Serializes membership changes (concurrent joins would otherwise race in openraft).
     pub membership_lock: tokio::sync::Mutex<()>,
+    /// High-availability settings (window, fencing, lag limit), from the node config.
+    pub ha: crate::control::HaConfig,
+    /// SSH probe results from every vantage point; leader memory only.
+    pub probes: Mutex<crate::control::ProbeObservations>,
+    /// What the HA policy keeps between ticks (restart budget, alerts raised); leader memory.
+    pub ha_memory: Mutex<crate::control::HaMemory>,
+    /// Probes hosts (short deadline).
+    pub prober: Arc<dyn crate::probe::Prober>,
+    /// Runs remote commands such as restarting an agent (longer deadline).
+    pub restart_prober: Arc<dyn crate::probe::Prober>,
+    /// Client TLS of the peer channel (this node's certificate, the cluster CA).
+    pub peer_tls: tonic::transport::ClientTlsConfig,
 }
 
 pub type SharedRef = Arc<Shared>;

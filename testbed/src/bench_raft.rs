@@ -365,7 +365,7 @@ pub async fn run(args: BenchRaftArgs) -> Result<()> {
         args.agents, args.instances_per_agent, elapsed
     );
     println!(
-        "    hosts seen up by the leader: {hosts_up} (+1 bench host); sessions that failed: {failed_agents}"
+        "    hosts seen up by the leader: {hosts_up} (simulated agents + the bench host); sessions that failed: {failed_agents}"
     );
     println!(
         "    leader CPU: {:.3} cores   leader RSS: {} MiB (was {} MiB before the agents)",

@@ -88,7 +88,7 @@ pub fn render_info(instance: &pb::Instance, app: Option<&str>) -> String {
     } else {
         instance.notify_keyspace_events.clone()
     };
-    let pairs = [
+    let mut pairs = vec![
         ("Plan", output::plan_display_name(&instance.plan)),
         ("Status", instance.status.clone()),
         ("Created", output::utc_minutes(instance.created_at_ms)),
@@ -111,6 +111,24 @@ pub fn render_info(instance: &pb::Instance, app: Option<&str>) -> String {
         ),
         ("Keyspace Notifications", keyspace),
     ];
+    if !instance.standby_zones.is_empty() {
+        let standbys: Vec<String> = instance
+            .standby_zones
+            .iter()
+            .map(|z| format!("{z} (standby)"))
+            .collect();
+        pairs.push((
+            "Zones",
+            format!(
+                "{} (primary), {}",
+                instance.primary_zone,
+                standbys.join(", ")
+            ),
+        ));
+    }
+    if !instance.failover.is_empty() {
+        pairs.push(("Failover", instance.failover.clone()));
+    }
     header + &output::key_values(&pairs)
 }
 
@@ -165,6 +183,23 @@ Requires TLS:           Yes
 Keyspace Notifications: Disabled
 ";
         assert_eq!(render_info(&sample(), None), expected);
+    }
+
+    #[test]
+    fn zones_and_failover_lines_appear_only_when_there_is_a_standby() {
+        let mut instance = sample();
+        instance.primary_zone = "a".into();
+        instance.standby_zones = vec!["b".into()];
+        instance.failover = "planned switchover to h-b-1 (epoch 2)".into();
+        let text = render_info(&instance, None);
+        assert!(
+            text.contains("Zones:                  a (primary), b (standby)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Failover:               planned switchover to h-b-1 (epoch 2)\n"),
+            "{text}"
+        );
     }
 
     #[test]

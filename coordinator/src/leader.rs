@@ -21,6 +21,9 @@ use crate::probe::ProbeTarget;
 use crate::service::{Shared, SharedRef};
 use crate::state::Command;
 
+/// How long an early tick (woken by a changed report) waits to batch further reports.
+const EARLY_TICK_DELAY: Duration = Duration::from_millis(20);
+
 /// The remote command that restarts a host's agent (the host's forced SSH command dispatches on it).
 pub const RESTART_AGENT_COMMAND: &str = "restart-agent";
 
@@ -31,7 +34,11 @@ pub async fn run(shared: SharedRef, mut stop: tokio::sync::watch::Receiver<bool>
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = shared.tick_now.notified() => {
+                // Batch a burst of reports into one tick.
+                tokio::time::sleep(EARLY_TICK_DELAY).await;
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let now_leader = shared.raft.current_leader().await == Some(shared.config.node_id);
         if now_leader && !leading {

@@ -206,6 +206,7 @@ pub async fn run_with_listeners(
             AGENT_RESTART_TIMEOUT,
         )),
         peer_tls: peer_client_tls,
+        tick_now: tokio::sync::Notify::new(),
     });
     let _ = shared_cell.set(shared.clone());
     let reconciler = tokio::spawn(crate::leader::run(shared.clone(), stop_rx.clone()));

@@ -218,6 +218,37 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
         processes,
         desired_version: observed.desired_version,
     };
-    shared.observe(|o| o.record(host_id, observation));
+    let changed = shared.observe(|o| {
+        let before = o.hosts.get(host_id).map(decision_inputs);
+        let after = decision_inputs(&observation);
+        o.record(host_id, observation);
+        before.as_ref() != Some(&after)
+    });
+    if changed {
+        // A role, status or applied desired version moved: let the leader decide now rather than
+        // at its next tick (this is what keeps a switchover's write pause short).
+        shared.tick_now.notify_one();
+    }
     Ok(())
+}
+
+/// The parts of a report that can change a decision (not the metrics).
+fn decision_inputs(
+    observation: &HostObservation,
+) -> (u64, Vec<(String, u64, ProcessStatus, String, String, bool)>) {
+    let processes = observation
+        .processes
+        .iter()
+        .map(|(name, p)| {
+            (
+                name.clone(),
+                p.epoch,
+                p.status,
+                p.role.clone(),
+                p.master_link_status.clone(),
+                p.fenced,
+            )
+        })
+        .collect();
+    (observation.desired_version, processes)
 }

@@ -55,6 +55,8 @@ pub struct Shared {
     pub restart_prober: Arc<dyn crate::probe::Prober>,
     /// Client TLS of the peer channel (this node's certificate, the cluster CA).
     pub peer_tls: tonic::transport::ClientTlsConfig,
+    /// Wakes the leader's loop before its next tick (a report changed a decision input).
+    pub tick_now: tokio::sync::Notify,
 }
 
 pub type SharedRef = Arc<Shared>;

@@ -232,10 +232,11 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
     Ok(())
 }
 
+/// One process's decision inputs: name, epoch, status, role, link status, fenced.
+type ProcessInputs = (String, u64, ProcessStatus, String, String, bool);
+
 /// The parts of a report that can change a decision (not the metrics).
-fn decision_inputs(
-    observation: &HostObservation,
-) -> (u64, Vec<(String, u64, ProcessStatus, String, String, bool)>) {
+fn decision_inputs(observation: &HostObservation) -> (u64, Vec<ProcessInputs>) {
     let processes = observation
         .processes
         .iter()

@@ -53,15 +53,19 @@ impl Interceptor for BearerToken {
 /// Lazy: creating it never fails on a down coordinator; calls fail with UNAVAILABLE instead, and the
 /// channel reconnects by itself after a coordinator restart.
 pub fn channel(endpoint: &str, ca_pem: &[u8]) -> Result<Channel> {
+    Ok(self::endpoint(endpoint, ca_pem)?.connect_lazy())
+}
+
+/// The endpoint behind [`channel`] (TLS trusting only `ca_pem`, connect and call bounds), for
+/// callers that bring their own connector (the netns mode).
+pub fn endpoint(endpoint: &str, ca_pem: &[u8]) -> Result<Endpoint> {
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-    let channel = Endpoint::from_shared(endpoint.to_string())
+    Endpoint::from_shared(endpoint.to_string())
         .with_context(|| format!("bad endpoint {endpoint}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)
         .tls_config(tls)
-        .context("TLS config for the admin channel")?
-        .connect_lazy();
-    Ok(channel)
+        .context("TLS config for the admin channel")
 }
 
 /// An admin client on `channel` sending `token` (None: no authorization header).

@@ -9,6 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -26,6 +27,34 @@ pub struct CoordinatorConfig {
     pub raft_listen: SocketAddr,
     pub tls_names: Vec<String>,
     pub agent_silence_timeout: String,
+    /// Probe and failover settings; unset keys keep the coordinator's defaults.
+    #[serde(flatten)]
+    pub ha: HaSettings,
+}
+
+/// The coordinator's probe and failover keys (DESIGN.md §4); `None`: the coordinator's default.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HaSettings {
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_millis")]
+    pub probe_interval: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_millis")]
+    pub probe_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_millis")]
+    pub confirmation_window: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_millis")]
+    pub fence_after: Option<Duration>,
+}
+
+/// A duration as humantime text in milliseconds (`"1500ms"`).
+fn as_millis<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+        None => s.serialize_none(),
+    }
 }
 
 impl CoordinatorConfig {
@@ -57,6 +86,9 @@ pub struct AgentConfig {
     pub engine_bind: Ipv4Addr,
     pub data_dir: PathBuf,
     pub report_interval: String,
+    /// The host's SSH public host key (netns mode: the host's own sshd); unset: the agent default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key_file: Option<PathBuf>,
     pub engines: EnginePaths,
 }
 
@@ -123,6 +155,7 @@ pub fn coordinator_config(dir: &Path, slot: &Slot, cluster_id: &str) -> Result<C
         raft_listen: (address, raft_port).into(),
         tls_names: vec!["localhost".into()],
         agent_silence_timeout: "5s".into(),
+        ha: HaSettings::default(),
     })
 }
 
@@ -146,6 +179,7 @@ pub fn agent_config(
         engine_bind: address,
         data_dir: dir.join(format!("agent-{zone}")).join("data"),
         report_interval: "1s".into(),
+        ssh_host_key_file: None,
         engines: EnginePaths {
             valkey_server: binaries.valkey_server.clone(),
             redis_server: binaries.redis_server.clone(),
@@ -169,6 +203,7 @@ mod tests {
             engine_bind: Ipv4Addr::new(127, 0, 0, 11),
             data_dir: "/d/agent".into(),
             report_interval: "1s".into(),
+            ssh_host_key_file: None,
             engines: EnginePaths {
                 valkey_server: Some("/usr/local/bin/valkey-server".into()),
                 redis_server: None,
@@ -181,5 +216,32 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("redis_server"), "{text}");
+        assert!(
+            !text.contains("ssh_host_key_file"),
+            "unset keys keep the agent default"
+        );
+    }
+
+    #[test]
+    fn ha_settings_render_only_what_is_set() {
+        let slot = Slot::claim_any().expect("slot");
+        let dir = Path::new("/d");
+        let mut config = coordinator_config(dir, &slot, "c1").expect("config");
+        let text = toml::to_string(&config).expect("toml");
+        assert!(
+            !text.contains("probe_") && !text.contains("fence_after"),
+            "{text}"
+        );
+        config.ha = HaSettings {
+            probe_interval: Some(Duration::from_millis(1500)),
+            probe_user: Some("root".into()),
+            fence_after: Some(Duration::from_secs(5)),
+            ..HaSettings::default()
+        };
+        let text = toml::to_string(&config).expect("toml");
+        assert!(text.contains("probe_interval = \"1500ms\""), "{text}");
+        assert!(text.contains("probe_user = \"root\""), "{text}");
+        assert!(text.contains("fence_after = \"5000ms\""), "{text}");
+        assert!(!text.contains("confirmation_window"), "{text}");
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         agents: args.agents,
         slot: Some(0),
         cluster_id: "kvs-dev".into(),
+        ..ClusterOptions::default()
     };
     let mut cluster = Cluster::start(options).await?;
 

@@ -8,6 +8,9 @@
 //!                                         └─ kvs-agent c      127.0.k.13
 //! ```
 //!
+//! As root, [`NetworkMode::Netns`] makes each host a network namespace with its own sshd
+//! ([`netns`], [`sshd`]) so the fault injection (`cluster/faults.rs`) can also cut hosts off the network; loopback is the default.
+//!
 //! Every wait is bounded ([`wait`]); every process is killed by PID when the [`Cluster`] drops
 //! ([`process`]); a failed test keeps the cluster directory and prints its logs.
 
@@ -19,14 +22,16 @@ pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod engine_client;
+pub mod netns;
 pub mod process;
 pub mod profile;
 pub mod raft_cluster;
 pub mod slot;
+pub mod sshd;
 pub mod testing;
 pub mod wait;
 
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Cluster, ClusterOptions, NetworkMode};
 
 /// Installs ring as the process's rustls crypto provider (idempotent). The redis client builds its
 /// rustls config from the process default.

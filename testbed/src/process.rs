@@ -163,8 +163,18 @@ impl ProcessId {
     }
 }
 
+/// The process `pid` if it exists and is not a zombie (identified with its start time).
+pub fn alive(pid: u32) -> Option<ProcessId> {
+    let st = stat(pid)?;
+    (st.state != 'Z' && st.state != 'X').then_some(ProcessId {
+        pid,
+        start_time: st.start_time,
+    })
+}
+
 /// The parts of `/proc/PID/stat` the testbed needs.
 struct Stat {
+    state: char,
     parent: u32,
     start_time: u64,
 }
@@ -176,6 +186,7 @@ fn stat(pid: u32) -> Option<Stat> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): field N is fields[N - 3].
     Some(Stat {
+        state: fields.first()?.chars().next()?,
         parent: fields.get(1)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })

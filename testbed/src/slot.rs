@@ -43,6 +43,11 @@ impl Slot {
         }
     }
 
+    /// Claims slot `index` if no other process holds it (`None` if one does).
+    pub fn try_claim(index: u8) -> Result<Option<Slot>> {
+        try_claim(index)
+    }
+
     /// Claims the first free test slot.
     pub fn claim_any() -> Result<Slot> {
         for index in 1..=TEST_SLOTS {

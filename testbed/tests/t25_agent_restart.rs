@@ -17,9 +17,6 @@ const FSYNC_WAIT: Duration = Duration::from_secs(2);
 const SILENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "agent bug: a restarted agent neither adopts nor stops the engine its killed predecessor \
-            left running, so the new engine crash-loops on 'Failed listening on port'; run with \
-            --ignored once the agent handles it"]
 async fn t25_agent_killed_and_restarted() -> Result<()> {
     kvs_testbed::init_test_tracing();
     let mut cluster = Cluster::start_default(3).await?;

@@ -37,10 +37,14 @@ const REPLACED: &[&str] = &[
 pub struct BenchServer {
     pub plain_port: u16,
     pub tls_port: u16,
-    _process: ChildProcess,
+    process: ChildProcess,
 }
 
 impl BenchServer {
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Starts redis-server on `host` from the instance's engine.conf, or from the instance's plan
     /// figures when that file cannot be read.
     pub async fn start(
@@ -113,7 +117,7 @@ impl BenchServer {
         Ok(BenchServer {
             plain_port,
             tls_port,
-            _process: process,
+            process,
         })
     }
 }

@@ -11,7 +11,12 @@
 //! The bench redis-server is the same binary as the instance's engine and is started from the
 //! instance's own engine.conf (same maxmemory, persistence, ACL users) with only the listeners,
 //! directory and TLS files replaced. Ratios a/b, a/c and a/d are printed per test and pipeline.
+//!
+//! Every run also prints the CPU time each process used per request (redis-benchmark, the agent
+//! with the front, the KVS engine, the bench redis-server): on a machine with few cores the
+//! front's throughput is bounded by how much CPU the three processes of path (a) need.
 
+mod cpu;
 mod engine;
 mod report;
 
@@ -89,6 +94,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         engine::BenchServer::start(&instance_dir, &tls_dir, &bench_dir, &url.host, &instance)
             .await?;
 
+    let tracked = tracked_processes(&instance_dir, native.pid());
     let ca = cluster.ca_path();
     let targets = [
         Target::tls("a front", &url.host, url.port, &ca),
@@ -108,13 +114,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &pipeline in &args.pipelines {
         for target in &targets {
+            let before = cpu::sample(&tracked);
             let runs = run_benchmark(&benchmark, target, &url.password, &args, pipeline).await?;
+            let usage = cpu::usage(&tracked, &before, &cpu::sample(&tracked));
             for m in &runs {
                 println!(
                     "  {:<16} P={:<3} {:<4} {:>12.0} ops/s  p99 {:>7.3} ms",
                     target.label, pipeline, m.test, m.rps, m.p99_ms
                 );
             }
+            println!(
+                "  {:<16} P={:<3}      {}",
+                target.label,
+                pipeline,
+                usage.line(u64::from(args.requests) * runs.len() as u64)
+            );
             results.extend(runs);
         }
     }
@@ -122,6 +136,37 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     drop(native);
     cluster.stop().await;
     Ok(())
+}
+
+/// The processes whose CPU time is reported: the instance's engine (its pid file), the agent
+/// (the engine's parent: the front runs in the agent) and the bench redis-server.
+fn tracked_processes(instance_dir: &std::path::Path, native: u32) -> Vec<cpu::Tracked> {
+    let mut tracked = Vec::new();
+    let engine = std::fs::read_to_string(instance_dir.join("engine.pid"))
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    if let Some(engine) = engine {
+        if let Some(agent) = cpu::parent_of(engine) {
+            tracked.push(cpu::Tracked {
+                label: "agent",
+                pid: agent,
+            });
+        }
+        tracked.push(cpu::Tracked {
+            label: "engine",
+            pid: engine,
+        });
+    } else {
+        println!(
+            "warning: no engine.pid in {}; CPU of the agent and engine not shown",
+            instance_dir.display()
+        );
+    }
+    tracked.push(cpu::Tracked {
+        label: "native-server",
+        pid: native,
+    });
+    tracked
 }
 
 /// One redis-benchmark run (SET and GET) against `target` at `pipeline`.

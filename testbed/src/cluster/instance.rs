@@ -58,12 +58,14 @@ impl Cluster {
     pub async fn wait_available(&mut self, name: &str, timeout: Duration) -> Result<pb::Instance> {
         let client = self.admin()?;
         let ca = self.ca_pem.clone();
+        let dialer = self.dialer.clone();
         let nodes = &mut self.agents;
         wait_until(&format!("instance {name} to be available"), timeout, || {
             let alive: Result<Vec<()>> = nodes.iter_mut().map(|n| n.check_alive()).collect();
             let mut client = client.clone();
             let ca = ca.clone();
             let name = name.to_string();
+            let dialer = dialer.clone();
             async move {
                 if let Err(err) = alive {
                     return Probe::Fatal(err);
@@ -78,7 +80,7 @@ impl Cluster {
                 if instance.status != "available" {
                     return Probe::Pending(format!("status {}", instance.status));
                 }
-                match engine_client::connect(&instance.url, &ca).await {
+                match dialer.redis(&instance.url, &ca).await {
                     Ok(_) => Probe::Ready(instance),
                     Err(err) => Probe::Pending(format!(
                         "status available, but the URL does not connect: {err:#}"
@@ -102,7 +104,9 @@ impl Cluster {
 
     /// A customer connection to the instance, through its TLS front, verifying the cluster CA.
     pub async fn connect(&self, name: &str) -> Result<MultiplexedConnection> {
-        engine_client::connect(&self.url(name).await?, &self.ca_pem).await
+        self.dialer
+            .redis(&self.url(name).await?, &self.ca_pem)
+            .await
     }
 
     /// Destroys the instance (with the right confirmation).

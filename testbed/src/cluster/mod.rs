@@ -11,9 +11,17 @@
 //!   Drop without stop (failure, panic, `?`): SIGKILL everything by PID, keep the dir, print the
 //!     log paths and their last lines
 //! ```
+//!
+//! [`NetworkMode::Netns`] puts the coordinator and each host in a network namespace with its own
+//! sshd (`netns_mode`); `faults` has the fault injection. Loopback stays the default.
 
+mod faults;
 mod instance;
+mod lifecycle;
+mod netns_mode;
 mod node;
+
+pub use netns_mode::{NetworkMode, PROBE_USER, SSH_PORT};
 
 pub use instance::AVAILABLE_TIMEOUT;
 
@@ -21,15 +29,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use kvs_proto::pb;
 use tonic::transport::Channel;
 
 use crate::admin::{self, AdminClient};
 use crate::binaries::Binaries;
-use crate::config::{self, AgentConfig, CoordinatorConfig};
+use crate::config::{self, AgentConfig, CoordinatorConfig, HaSettings};
+use crate::netns::dial::Dialer;
 use crate::process;
 use crate::slot::{Slot, ZONES};
-use crate::wait::{Probe, wait_until};
 pub use node::Node;
 
 /// Bound on the coordinator becoming ready (bootstrap, Raft election, TLS listener).
@@ -50,6 +57,10 @@ pub struct ClusterOptions {
     pub slot: Option<u8>,
     /// Written into the coordinator's config; refuses a data dir of another cluster.
     pub cluster_id: String,
+    /// Loopback (default), netns, or netns-if-possible.
+    pub network: NetworkMode,
+    /// The coordinator's probe and failover settings (unset: its defaults).
+    pub ha: HaSettings,
 }
 
 impl Default for ClusterOptions {
@@ -59,6 +70,8 @@ impl Default for ClusterOptions {
             agents: 3,
             slot: None,
             cluster_id: "kvs-testbed".into(),
+            network: NetworkMode::Loopback,
+            ha: HaSettings::default(),
         }
     }
 }
@@ -82,6 +95,10 @@ pub struct Cluster {
     channel: Option<Channel>,
     /// Set by [`Cluster::stop`]; a drop without it is a failure and keeps the logs.
     stopped: bool,
+    /// Where the test's own clients dial from (netns mode: the net namespace).
+    dialer: Dialer,
+    /// Netns mode: the namespaces and every host's sshd.
+    netns: Option<netns_mode::NetnsHosts>,
 }
 
 impl Cluster {
@@ -101,6 +118,7 @@ impl Cluster {
             "agents must be 1..=3"
         );
         crate::install_crypto_provider();
+        let mode = netns_mode::resolve(options.network)?;
         let binaries = Binaries::locate()?;
         let slot = match options.slot {
             Some(index) => Slot::claim(index)?,
@@ -118,31 +136,52 @@ impl Cluster {
             }
         };
         std::fs::create_dir_all(dir.join("logs"))?;
-        let coordinator_config = config::coordinator_config(&dir, &slot, &options.cluster_id)?;
+        let netns = match mode {
+            NetworkMode::Netns => Some(netns_mode::NetnsHosts::create(&slot, options.agents)?),
+            _ => None,
+        };
+        let coordinator_config = match &netns {
+            Some(hosts) => hosts.coordinator_config(&dir, &options.cluster_id, &options.ha),
+            None => CoordinatorConfig {
+                ha: options.ha.clone(),
+                ..config::coordinator_config(&dir, &slot, &options.cluster_id)?
+            },
+        };
         let coordinator_config_path = dir.join("coordinator").join("config.toml");
         config::write_toml(&coordinator_config_path, &coordinator_config)?;
-        let coordinator = Node::new(
+        let mut coordinator = Node::new(
             "coordinator",
             &binaries.coordinator,
             coordinator_config_path,
             dir.join("logs/coordinator.log"),
         );
+        if let Some(hosts) = &netns {
+            coordinator = hosts.coordinator_node(coordinator, &binaries.coordinator);
+        }
         let mut agent_configs = Vec::new();
         let mut agents = Vec::new();
         for (index, zone) in ZONES.iter().enumerate().take(options.agents) {
-            let config = config::agent_config(&dir, &slot, index, &coordinator_config, &binaries);
+            let mut config =
+                config::agent_config(&dir, &slot, index, &coordinator_config, &binaries);
+            if let Some(hosts) = &netns {
+                hosts.adapt_agent_config(&mut config, index, &dir);
+            }
             let path = dir.join(format!("agent-{zone}")).join("config.toml");
             config::write_toml(&path, &config)?;
             let name = format!("agent-{zone}");
-            agents.push(Node::new(
-                &name,
-                &binaries.agent,
-                path,
-                dir.join(format!("logs/{name}.log")),
-            ));
+            let log = dir.join(format!("logs/{name}.log"));
+            let mut node = Node::new(&name, &binaries.agent, path, log);
+            if let Some(hosts) = &netns {
+                node = hosts.agent_node(node, &binaries.agent, index, &dir)?;
+            }
+            agents.push(node);
             agent_configs.push(config);
         }
-        tracing::info!(dir = %dir.display(), slot = slot.index, agents = options.agents, "starting cluster");
+        let dialer = match &netns {
+            Some(hosts) => Dialer::Netns(std::sync::Arc::new(hosts.network.client().path())),
+            None => Dialer::Direct,
+        };
+        tracing::info!(dir = %dir.display(), slot = slot.index, agents = options.agents, ?mode, "starting cluster");
         let mut cluster = Cluster {
             dir,
             temp,
@@ -155,9 +194,12 @@ impl Cluster {
             admin_token: String::new(),
             channel: None,
             stopped: false,
+            dialer,
+            netns,
         };
         // From here on a failure drops `cluster`, which kills what started and reports the logs.
         cluster.start_coordinator().await?;
+        cluster.start_sshds().await?;
         for index in 0..cluster.agents.len() {
             cluster.agents[index].start()?;
         }
@@ -166,127 +208,6 @@ impl Cluster {
             .await?;
         tracing::info!(endpoint = %cluster.endpoint(), "cluster ready");
         Ok(cluster)
-    }
-
-    /// Starts the coordinator (again) on its data dir and waits until it serves the admin API.
-    pub async fn start_coordinator(&mut self) -> Result<()> {
-        self.coordinator.start()?;
-        let ca_file = self.coordinator_config.ca_file();
-        let token_file = self.coordinator_config.admin_token_file();
-        let listen = self.coordinator_config.listen;
-        let node = &mut self.coordinator;
-        wait_until(
-            "the coordinator to bootstrap and listen",
-            COORDINATOR_READY_TIMEOUT,
-            || {
-                let alive = node.check_alive();
-                let files = ca_file.exists() && token_file.exists();
-                let ca_display = ca_file.display().to_string();
-                async move {
-                    if let Err(err) = alive {
-                        return Probe::Fatal(err);
-                    }
-                    if !files {
-                        return Probe::Pending(format!(
-                            "{ca_display} / admin-token not written yet"
-                        ));
-                    }
-                    match tokio::net::TcpStream::connect(listen).await {
-                        Ok(_) => Probe::Ready(()),
-                        Err(err) => Probe::Pending(format!("connect {listen}: {err}")),
-                    }
-                }
-            },
-        )
-        .await?;
-        self.ca_pem =
-            std::fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
-        let token = std::fs::read_to_string(&token_file)
-            .with_context(|| format!("reading {}", token_file.display()))?;
-        self.admin_token = token.trim().to_string();
-        self.channel = Some(admin::channel(&self.endpoint(), &self.ca_pem)?);
-        let client = self.admin()?;
-        wait_until(
-            "the coordinator to answer ListHosts",
-            COORDINATOR_READY_TIMEOUT,
-            || {
-                let mut client = client.clone();
-                async move {
-                    match client.list_hosts(pb::ListHostsRequest {}).await {
-                        Ok(_) => Probe::Ready(()),
-                        Err(status) => Probe::Pending(format!("ListHosts: {status}")),
-                    }
-                }
-            },
-        )
-        .await
-    }
-
-    /// `kill -9` of the coordinator.
-    pub fn kill_coordinator(&mut self) {
-        self.coordinator.kill_hard();
-    }
-
-    /// `kill -9` of the coordinator, then a restart on the same data dir; waits until hosts are up.
-    pub async fn restart_coordinator(&mut self) -> Result<()> {
-        self.kill_coordinator();
-        self.start_coordinator().await?;
-        self.wait_hosts_up(self.agents.len(), HOSTS_READY_TIMEOUT)
-            .await?;
-        Ok(())
-    }
-
-    /// `kill -9` of agent `index` (zone a = 0); its engines keep running.
-    pub fn kill_agent(&mut self, index: usize) -> Result<()> {
-        self.agents
-            .get_mut(index)
-            .ok_or_else(|| anyhow!("no agent {index}"))?
-            .kill_hard();
-        Ok(())
-    }
-
-    /// Starts agent `index` again on its data dir.
-    pub fn start_agent(&mut self, index: usize) -> Result<()> {
-        self.agents
-            .get_mut(index)
-            .ok_or_else(|| anyhow!("no agent {index}"))?
-            .start()
-    }
-
-    /// Waits until ListHosts shows at least `count` hosts, every one of them `up`.
-    pub async fn wait_hosts_up(
-        &mut self,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<Vec<pb::Host>> {
-        let client = self.admin()?;
-        let nodes = &mut self.agents;
-        wait_until(&format!("{count} hosts to be up"), timeout, || {
-            let alive: Result<Vec<()>> = nodes.iter_mut().map(Node::check_alive).collect();
-            let mut client = client.clone();
-            async move {
-                if let Err(err) = alive {
-                    return Probe::Fatal(err);
-                }
-                match client.list_hosts(pb::ListHostsRequest {}).await {
-                    Ok(reply) => {
-                        let hosts = reply.into_inner().hosts;
-                        let up = hosts.iter().filter(|h| h.state == "up").count();
-                        if hosts.len() >= count && up == hosts.len() {
-                            Probe::Ready(hosts)
-                        } else {
-                            let states: Vec<String> = hosts
-                                .iter()
-                                .map(|h| format!("{}({}):{}", h.hostname, h.zone, h.state))
-                                .collect();
-                            Probe::Pending(format!("hosts: [{}]", states.join(", ")))
-                        }
-                    }
-                    Err(status) => Probe::Pending(format!("ListHosts: {status}")),
-                }
-            }
-        })
-        .await
     }
 
     /// An admin client with the cluster's admin token.
@@ -347,6 +268,7 @@ impl Cluster {
             agent.stop().await;
         }
         self.coordinator.stop().await;
+        self.teardown_netns();
         process::sweep_dir(&self.dir);
         self.stopped = true;
         tracing::info!(dir = %self.dir.display(), "cluster stopped");
@@ -378,6 +300,7 @@ impl Drop for Cluster {
             agent.kill_all();
         }
         self.coordinator.kill_all();
+        self.teardown_netns();
         process::sweep_dir(&self.dir);
         let failed = !self.stopped || std::thread::panicking();
         let keep = failed || std::env::var_os(KEEP_ENV).is_some();

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use kvs_proto::model::{Engine, ProcessStatus};
 
-/// A standby that has not heard from its primary for longer than this counts as "link down" even
-/// while INFO still says `up`: a primary pings its replicas every `repl-ping-replica-period`
-/// (10 s by default), so three missed pings; Valkey itself waits `repl-timeout` (60 s).
-pub const STANDBY_PRIMARY_SILENCE_MAX_SECONDS: i64 = 30;
+/// A standby that has heard nothing from its primary for longer than this counts its link as down
+/// even if the engine still says `up`. The agents configure `repl-ping-replica-period 1`, so a
+/// healthy link never goes more than about a second without traffic; five silent seconds mean
+/// the primary (or the path to it) is gone.
+pub const STANDBY_PRIMARY_SILENCE_MAX_SECONDS: i64 = 5;
 
 /// The latest report of one engine process.
 #[derive(Debug, Clone, PartialEq)]

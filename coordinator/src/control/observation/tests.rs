@@ -32,13 +32,14 @@ fn link_down_since_starts_at_the_first_bad_report_and_resets_on_a_good_one() {
     o.record("h", report(11, replica("down", 0)));
     o.record("h", report(12, replica("down", 0)));
     assert_eq!(since(&o), Some(Duration::from_secs(11)));
-    o.record("h", report(13, replica("up", 31)));
+    let silent = STANDBY_PRIMARY_SILENCE_MAX_SECONDS;
+    o.record("h", report(13, replica("up", silent + 1)));
     assert_eq!(
         since(&o),
         Some(Duration::from_secs(11)),
-        "up but silent for 31 s counts as down"
+        "up but silent for longer than the limit counts as down"
     );
-    o.record("h", report(14, replica("up", 30)));
+    o.record("h", report(14, replica("up", silent)));
     assert_eq!(since(&o), None);
     let restarting = ProcessObservation::new(1, ProcessStatus::Restarting, "unknown");
     o.record("h", report(15, restarting));

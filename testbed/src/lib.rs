@@ -30,6 +30,7 @@ pub mod slot;
 pub mod sshd;
 pub mod testing;
 pub mod wait;
+pub mod workload;
 
 pub use cluster::{Cluster, ClusterOptions, NetworkMode};
 

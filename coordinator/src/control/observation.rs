@@ -90,7 +90,16 @@ impl ProcessObservation {
     /// Fills the derived fields from the previous report of the same process, seen at `at`.
     fn carry_from(&mut self, previous: Option<&ProcessObservation>, at: Duration) {
         self.link_down_since = if self.reports_link_down() {
-            Some(previous.and_then(|p| p.link_down_since).unwrap_or(at))
+            // The engine says how long it has not heard its primary: the link has been down
+            // since then, not since this report arrived (the window counts from the last sign
+            // of life, like every other piece of evidence).
+            let silent =
+                Duration::from_secs(u64::try_from(self.master_last_io_seconds).unwrap_or(0));
+            Some(
+                previous
+                    .and_then(|p| p.link_down_since)
+                    .unwrap_or(at.saturating_sub(silent)),
+            )
         } else {
             None
         };
@@ -223,7 +232,9 @@ impl ProbeObservations {
             probes.last_success_at = Some(at);
             probes.failing_since = None;
         } else if probes.failing_since.is_none() {
-            probes.failing_since = Some(at);
+            // Failing since the last sign of life from this vantage point (its last success
+            // while this node leads), else since this first failure.
+            probes.failing_since = Some(probes.last_success_at.unwrap_or(at));
         }
     }
 

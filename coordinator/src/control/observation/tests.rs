@@ -87,7 +87,11 @@ fn probes_track_failing_since_and_ignore_late_results() {
     assert_eq!(p.of("h", 1).unwrap().failing_since, None);
     p.record("h", 1, false, at(25));
     p.record("h", 1, true, at(22)); // a late forward
-    assert_eq!(p.of("h", 1).unwrap().failing_since, Some(at(25)));
+    assert_eq!(
+        p.of("h", 1).unwrap().failing_since,
+        Some(at(20)),
+        "failing since the last success: the window counts from the last sign of life"
+    );
     assert_eq!(p.last_success_at("h"), Some(at(20)));
     p.forget_vantage(1);
     assert_eq!(p.of("h", 1), None);

@@ -1,0 +1,134 @@
+//! A customer-like writer for the failover tests and benchmarks: writes `PREFIX:N` and waits for
+//! one replica (`WAIT 1 1000`), following URL rotations the way an app restarted by `kvs run`
+//! would (on any error it asks the coordinator for the current URL and reconnects). It records
+//! which writes were acknowledged, the longest gap between two acknowledged writes, and when the
+//! first acknowledged write landed on each URL.
+//!
+//! ```text
+//!   loop: URL (GetCredentials) → connect (through the cluster's dialer) → SET k N; WAIT 1 1000
+//!         acknowledged (≥ 1 replica) → recorded · error → reconnect
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::Cluster;
+
+/// Pause between reconnect attempts.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// What the writer saw.
+#[derive(Debug, Default, Clone)]
+pub struct WriterLog {
+    /// Writes acknowledged by at least one replica.
+    pub acknowledged: BTreeSet<u64>,
+    /// Writes that succeeded on the primary without a replica acknowledgement (may be lost).
+    pub unacknowledged: u64,
+    /// The longest time between two acknowledged writes.
+    pub longest_pause: Duration,
+    /// Errors (each followed by a reconnect).
+    pub errors: u64,
+    /// When the first acknowledged write landed on each URL (the URL rotates on failover).
+    pub first_write_on: BTreeMap<String, Instant>,
+}
+
+/// A running writer; `stop` returns its log.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<WriterLog>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts writing `PREFIX:N` to `name`.
+    pub fn start(cluster: Arc<Mutex<Cluster>>, name: &str, prefix: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(WriterLog::default()));
+        let task = tokio::spawn(write_loop(cluster, name.to_string(), prefix.to_string(), stop.clone(), log.clone()));
+        Writer { stop, log, task }
+    }
+
+    /// The log so far.
+    pub async fn log(&self) -> WriterLog {
+        self.log.lock().await.clone()
+    }
+
+    pub async fn stop(self) -> WriterLog {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.log.lock().await.clone()
+    }
+}
+
+async fn write_loop(
+    cluster: Arc<Mutex<Cluster>>,
+    name: String,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<WriterLog>>,
+) {
+    let mut n = 0u64;
+    let mut connection = None;
+    let mut url = String::new();
+    let mut last_success = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if connection.is_none() {
+            let attempt = {
+                let cluster = cluster.lock().await;
+                match cluster.url(&name).await {
+                    Ok(current) => {
+                        url = current;
+                        Some((cluster.dialer().clone(), cluster.ca_pem().to_vec()))
+                    }
+                    Err(_) => None,
+                }
+            };
+            if let Some((dialer, ca)) = attempt {
+                connection = dialer.redis(&url, &ca).await.ok();
+            }
+            if connection.is_none() {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+        }
+        let Some(c) = connection.as_mut() else { continue };
+        n += 1;
+        let set: redis::RedisResult<()> = redis::cmd("SET").arg(format!("{prefix}:{n}")).arg(n).query_async(c).await;
+        let waited: redis::RedisResult<i64> = match set {
+            Ok(()) => redis::cmd("WAIT").arg(1).arg(1000).query_async(c).await,
+            Err(e) => Err(e),
+        };
+        let mut log = log.lock().await;
+        match waited {
+            Ok(replicas) if replicas >= 1 => {
+                log.acknowledged.insert(n);
+                log.longest_pause = log.longest_pause.max(last_success.elapsed());
+                last_success = Instant::now();
+                log.first_write_on.entry(url.clone()).or_insert(last_success);
+            }
+            Ok(_) => log.unacknowledged += 1,
+            Err(_) => {
+                log.errors += 1;
+                connection = None;
+            }
+        }
+    }
+}
+
+/// Checks every acknowledged write of `log` is readable through `url`; returns the missing ones.
+pub async fn missing_writes(cluster: &Cluster, url: &str, prefix: &str, log: &WriterLog) -> anyhow::Result<Vec<u64>> {
+    let mut connection = cluster.dialer().redis(url, cluster.ca_pem()).await?;
+    let mut missing = Vec::new();
+    for n in &log.acknowledged {
+        let value: Option<u64> = redis::cmd("GET").arg(format!("{prefix}:{n}")).query_async(&mut connection).await?;
+        if value != Some(*n) {
+            missing.push(*n);
+        }
+    }
+    Ok(missing)
+}

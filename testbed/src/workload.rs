@@ -1,6 +1,7 @@
 //! A customer-like writer for the failover tests and benchmarks: writes `PREFIX:N` and waits for
 //! one replica (`WAIT 1 1000`), following URL rotations the way an app restarted by `kvs run`
-//! would (on any error it asks the coordinator for the current URL and reconnects). It records
+//! would: it watches the URL (polling the coordinator every 100 ms) and reconnects when it
+//! changes or when a command fails. It records
 //! which writes were acknowledged, the longest gap between two acknowledged writes, and when the
 //! first acknowledged write landed on each URL.
 //!
@@ -21,6 +22,8 @@ use crate::Cluster;
 
 /// Pause between reconnect attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// How often the writer asks for the current URL, like `kvs run` watching the config vars.
+const URL_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the writer saw.
 #[derive(Debug, Default, Clone)]
@@ -29,12 +32,15 @@ pub struct WriterLog {
     pub acknowledged: BTreeSet<u64>,
     /// Writes that succeeded on the primary without a replica acknowledgement (may be lost).
     pub unacknowledged: u64,
-    /// The longest time between two acknowledged writes.
+    /// The longest time between two successful writes.
     pub longest_pause: Duration,
     /// Errors (each followed by a reconnect).
     pub errors: u64,
-    /// When the first acknowledged write landed on each URL (the URL rotates on failover).
+    /// When the first successful write landed on each URL (the URL rotates on failover).
     pub first_write_on: BTreeMap<String, Instant>,
+    /// When the first replica-acknowledged write landed on each URL (after a failover this waits
+    /// for the new standby).
+    pub first_ack_on: BTreeMap<String, Instant>,
 }
 
 /// A running writer; `stop` returns its log.
@@ -49,7 +55,13 @@ impl Writer {
     pub fn start(cluster: Arc<Mutex<Cluster>>, name: &str, prefix: &str) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(WriterLog::default()));
-        let task = tokio::spawn(write_loop(cluster, name.to_string(), prefix.to_string(), stop.clone(), log.clone()));
+        let task = tokio::spawn(write_loop(
+            cluster,
+            name.to_string(),
+            prefix.to_string(),
+            stop.clone(),
+            log.clone(),
+        ));
         Writer { stop, log, task }
     }
 
@@ -76,7 +88,32 @@ async fn write_loop(
     let mut connection = None;
     let mut url = String::new();
     let mut last_success = Instant::now();
+    let (url_tx, mut url_rx) = tokio::sync::watch::channel(String::new());
+    let watcher = tokio::spawn({
+        let cluster = cluster.clone();
+        let name = name.clone();
+        let stop = stop.clone();
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let current = { cluster.lock().await.url(&name).await };
+                if let Ok(current) = current {
+                    url_tx.send_if_modified(|u| {
+                        if *u != current {
+                            *u = current;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                tokio::time::sleep(URL_POLL_INTERVAL).await;
+            }
+        }
+    });
     while !stop.load(Ordering::Relaxed) {
+        if connection.is_some() && !url_rx.borrow().is_empty() && *url_rx.borrow() != url {
+            connection = None; // the URL rotated: follow it, as an app restarted by `kvs run` would
+        }
         if connection.is_none() {
             let attempt = {
                 let cluster = cluster.lock().await;
@@ -89,43 +126,84 @@ async fn write_loop(
                 }
             };
             if let Some((dialer, ca)) = attempt {
-                connection = dialer.redis(&url, &ca).await.ok();
+                // Whatever rotation happened so far is behind us now.
+                let _ = url_rx.borrow_and_update();
+                let mut rotated = url_rx.clone();
+                // A connect to a dead primary is abandoned as soon as the URL rotates.
+                connection = tokio::select! {
+                    c = dialer.redis(&url, &ca) => c.ok(),
+                    _ = rotated.changed() => None,
+                };
             }
             if connection.is_none() {
                 tokio::time::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
         }
-        let Some(c) = connection.as_mut() else { continue };
+        let Some(c) = connection.as_mut() else {
+            continue;
+        };
         n += 1;
-        let set: redis::RedisResult<()> = redis::cmd("SET").arg(format!("{prefix}:{n}")).arg(n).query_async(c).await;
-        let waited: redis::RedisResult<i64> = match set {
-            Ok(()) => redis::cmd("WAIT").arg(1).arg(1000).query_async(c).await,
-            Err(e) => Err(e),
+        let mut rotated = url_rx.clone();
+        let op = async {
+            redis::cmd("SET")
+                .arg(format!("{prefix}:{n}"))
+                .arg(n)
+                .query_async::<()>(&mut *c)
+                .await?;
+            let written_at = Instant::now();
+            let replicas = redis::cmd("WAIT")
+                .arg(1)
+                .arg(1000)
+                .query_async::<i64>(&mut *c)
+                .await?;
+            Ok::<_, redis::RedisError>((written_at, replicas))
+        };
+        // A write stuck on a dead primary is abandoned as soon as the URL rotates.
+        let outcome = tokio::select! {
+            result = op => result,
+            _ = rotated.changed() => Err(redis::RedisError::from((redis::ErrorKind::IoError, "the URL rotated"))),
         };
         let mut log = log.lock().await;
-        match waited {
-            Ok(replicas) if replicas >= 1 => {
-                log.acknowledged.insert(n);
-                log.longest_pause = log.longest_pause.max(last_success.elapsed());
-                last_success = Instant::now();
-                log.first_write_on.entry(url.clone()).or_insert(last_success);
+        match outcome {
+            Ok((written_at, replicas)) => {
+                log.longest_pause = log
+                    .longest_pause
+                    .max(written_at.duration_since(last_success));
+                last_success = written_at;
+                log.first_write_on.entry(url.clone()).or_insert(written_at);
+                if replicas >= 1 {
+                    log.acknowledged.insert(n);
+                    log.first_ack_on
+                        .entry(url.clone())
+                        .or_insert(Instant::now());
+                } else {
+                    log.unacknowledged += 1;
+                }
             }
-            Ok(_) => log.unacknowledged += 1,
             Err(_) => {
                 log.errors += 1;
                 connection = None;
             }
         }
     }
+    let _ = watcher.await;
 }
 
 /// Checks every acknowledged write of `log` is readable through `url`; returns the missing ones.
-pub async fn missing_writes(cluster: &Cluster, url: &str, prefix: &str, log: &WriterLog) -> anyhow::Result<Vec<u64>> {
+pub async fn missing_writes(
+    cluster: &Cluster,
+    url: &str,
+    prefix: &str,
+    log: &WriterLog,
+) -> anyhow::Result<Vec<u64>> {
     let mut connection = cluster.dialer().redis(url, cluster.ca_pem()).await?;
     let mut missing = Vec::new();
     for n in &log.acknowledged {
-        let value: Option<u64> = redis::cmd("GET").arg(format!("{prefix}:{n}")).query_async(&mut connection).await?;
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("{prefix}:{n}"))
+            .query_async(&mut connection)
+            .await?;
         if value != Some(*n) {
             missing.push(*n);
         }

@@ -3,9 +3,7 @@
 //! (`kvs failover`) promotes the standby, rotates the URL and loses no write acknowledged with
 //! `WAIT 1 1000`; the old primary follows the new one, refuses writes, and HA is Available again.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -14,67 +12,8 @@ use kvs_testbed::Cluster;
 use kvs_testbed::cluster::AVAILABLE_TIMEOUT;
 use kvs_testbed::engine_client;
 use kvs_testbed::wait::{Probe, wait_until};
+use kvs_testbed::workload::{Writer, missing_writes};
 use tokio::sync::Mutex;
-
-/// What the writer saw: acknowledged keys and the longest gap between two successful writes.
-#[derive(Default)]
-struct WriterLog {
-    acknowledged: BTreeSet<u64>,
-    longest_pause: Duration,
-    errors: u64,
-}
-
-/// Writes `key:N` with `WAIT 1 1000` until `stop`, following URL rotations (GetCredentials).
-async fn writer(
-    cluster: Arc<Mutex<Cluster>>,
-    name: String,
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<WriterLog>>,
-) {
-    let mut n = 0u64;
-    let mut connection = None;
-    let mut last_success = tokio::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if connection.is_none() {
-            let url = { cluster.lock().await.url(&name).await };
-            let ca = { cluster.lock().await.ca_pem().to_vec() };
-            if let Ok(url) = url {
-                connection = engine_client::connect(&url, &ca).await.ok();
-            }
-            if connection.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        }
-        let Some(c) = connection.as_mut() else {
-            continue;
-        };
-        n += 1;
-        let set: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("t70:{n}"))
-            .arg(n)
-            .query_async(c)
-            .await;
-        let waited: redis::RedisResult<i64> = match set {
-            Ok(()) => redis::cmd("WAIT").arg(1).arg(1000).query_async(c).await,
-            Err(e) => Err(e),
-        };
-        let mut log = log.lock().await;
-        match waited {
-            Ok(replicas) if replicas >= 1 => {
-                log.acknowledged.insert(n);
-                let pause = last_success.elapsed();
-                log.longest_pause = log.longest_pause.max(pause);
-                last_success = tokio::time::Instant::now();
-            }
-            Ok(_) => {} // written but not acknowledged by a replica: may be lost, not counted
-            Err(_) => {
-                log.errors += 1;
-                connection = None;
-            }
-        }
-    }
-}
 
 async fn instance(cluster: &Arc<Mutex<Cluster>>, name: &str) -> Result<pb::Instance> {
     cluster.lock().await.instance(name).await
@@ -132,14 +71,7 @@ async fn t70_planned_switchover_loses_no_acknowledged_write() -> Result<()> {
         before
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let log = Arc::new(Mutex::new(WriterLog::default()));
-    let writing = tokio::spawn(writer(
-        cluster.clone(),
-        name.clone(),
-        stop.clone(),
-        log.clone(),
-    ));
+    let writer = Writer::start(cluster.clone(), &name, "t70");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     {
@@ -164,10 +96,7 @@ async fn t70_planned_switchover_loses_no_acknowledged_write() -> Result<()> {
         "REDIS_URL points at the new primary"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    writing.await?;
-
-    let log = log.lock().await;
+    let log = writer.stop().await;
     {
         tracing::info!(
             acknowledged = log.acknowledged.len(),
@@ -176,15 +105,8 @@ async fn t70_planned_switchover_loses_no_acknowledged_write() -> Result<()> {
             "--- every acknowledged write is on the new primary"
         );
         ensure!(log.acknowledged.len() > 10, "the writer made progress");
-        let ca = cluster.lock().await.ca_pem().to_vec();
-        let mut new_primary = engine_client::connect(&after.url, &ca).await?;
-        for n in &log.acknowledged {
-            let value: Option<u64> = redis::cmd("GET")
-                .arg(format!("t70:{n}"))
-                .query_async(&mut new_primary)
-                .await?;
-            ensure!(value == Some(*n), "acknowledged write t70:{n} was lost");
-        }
+        let missing = missing_writes(&*cluster.lock().await, &after.url, "t70", &log).await?;
+        ensure!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
     }
 
     {

@@ -76,8 +76,10 @@ pub fn usage(tracked: &[Tracked], before: &Sample, after: &Sample) -> Usage {
 }
 
 impl Usage {
-    /// `cpu µs/req: redis-benchmark 9.1 (91%), agent 6.0 (60%), engine 3.2 (32%); total 18.3`.
-    pub fn line(&self, requests: u64) -> String {
+    /// `cpu µs/req (share of a core): redis-benchmark 9.1 (91%), agent 6.0 (60%), engine 3.2
+    /// (32%); total 18.3, ceiling on 2 cores 109290 ops/s`: the ceiling is the throughput at
+    /// which this much CPU per request would use every core.
+    pub fn line(&self, requests: u64, cores: usize) -> String {
         let requests = requests.max(1) as f64;
         let wall = self.wall.as_secs_f64().max(f64::MIN_POSITIVE);
         let parts: Vec<String> = self
@@ -92,10 +94,12 @@ impl Usage {
             })
             .collect();
         let total: f64 = self.per_process.iter().map(|(_, c)| c.as_secs_f64()).sum();
+        let per_request = total / requests;
         format!(
-            "cpu µs/req (share of a core): {}; total {:.1}",
+            "cpu µs/req (share of a core): {}; total {:.1}, ceiling on {cores} cores {:.0} ops/s",
             parts.join(", "),
-            total * 1e6 / requests
+            per_request * 1e6,
+            cores as f64 / per_request.max(f64::MIN_POSITIVE)
         )
     }
 }
@@ -123,7 +127,7 @@ mod tests {
         }];
         let before = sample(&tracked);
         let after = sample(&tracked);
-        let line = usage(&tracked, &before, &after).line(1000);
+        let line = usage(&tracked, &before, &after).line(1000, 2);
         assert!(line.starts_with("cpu µs/req"), "{line}");
     }
 }

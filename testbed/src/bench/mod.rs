@@ -127,7 +127,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 "  {:<16} P={:<3}      {}",
                 target.label,
                 pipeline,
-                usage.line(u64::from(args.requests) * runs.len() as u64)
+                usage.line(u64::from(args.requests) * runs.len() as u64, cores())
             );
             results.extend(runs);
         }
@@ -223,14 +223,16 @@ async fn run_benchmark(
     Ok(runs)
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Benchmarks on a busy machine mostly measure the other load: say so next to the numbers.
 fn warn_if_busy() {
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = cores();
     if let Some(load) = load {
         println!("machine: {cores} cores, load average (1 min) {load:.2}");
         if load > cores as f64 * 0.5 {

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_failover;
 pub mod bench_raft;
 pub mod binaries;
 pub mod cluster;

@@ -26,6 +26,8 @@ enum Command {
     BenchFront(kvs_testbed::bench::BenchArgs),
     /// Benchmark the replicated coordinator: commit latency, throughput, 1,000 simulated agents.
     BenchRaft(kvs_testbed::bench_raft::BenchRaftArgs),
+    /// Benchmark failover: host cut off, engine crash, planned switchover (needs root: netns).
+    BenchFailover(kvs_testbed::bench_failover::BenchFailoverArgs),
 }
 
 #[tokio::main]
@@ -41,5 +43,6 @@ async fn main() -> Result<()> {
         Command::Dev(args) => kvs_testbed::dev::run(args).await,
         Command::BenchFront(args) => kvs_testbed::bench::run(args).await,
         Command::BenchRaft(args) => kvs_testbed::bench_raft::run(args).await,
+        Command::BenchFailover(args) => kvs_testbed::bench_failover::run(args).await,
     }
 }

@@ -1,0 +1,258 @@
+//! `kvs-testbed bench-failover`: how long clients wait in each failure scenario of DESIGN.md §4,
+//! repeated N times on a network-namespace cluster (real sshd probes, a short confirmation
+//! window), printed as median and p90:
+//!
+//! ```text
+//!   cut-off   cut the primary's host off → first answered write on the rotated URL, minus the window
+//!   engine    kill -9 the primary's engine → first answered PING (restarted in place, no failover)
+//!   planned   `kvs failover` → first write on the new primary; longest gap between two writes
+//! ```
+//!
+//! The writer is `workload::Writer` (SET + WAIT 1 1000, following URL rotations like `kvs run`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use kvs_proto::pb;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::cluster::AVAILABLE_TIMEOUT;
+use crate::config::HaSettings;
+use crate::wait::{Probe, wait_until};
+use crate::workload::Writer;
+use crate::{Cluster, ClusterOptions, NetworkMode};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchFailoverArgs {
+    /// Repetitions of each scenario.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Confirmation window of the bench cluster, in seconds (production default: 120).
+    #[arg(long, default_value_t = 6)]
+    pub window_seconds: u64,
+}
+
+fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
+    values.sort();
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (values.len() as f64 - 1.0)).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
+fn print_row(label: &str, values: &[Duration]) {
+    println!(
+        "  {label:<58} median {:>7.0} ms   p90 {:>7.0} ms   (n={})",
+        percentile(values.to_vec(), 50.0).as_secs_f64() * 1000.0,
+        percentile(values.to_vec(), 90.0).as_secs_f64() * 1000.0,
+        values.len()
+    );
+}
+
+async fn instance(cluster: &Arc<Mutex<Cluster>>, name: &str) -> Result<pb::Instance> {
+    cluster.lock().await.instance(name).await
+}
+
+async fn wait_for(
+    cluster: &Arc<Mutex<Cluster>>,
+    name: &str,
+    what: &str,
+    condition: impl Fn(&pb::Instance) -> bool,
+) -> Result<pb::Instance> {
+    wait_until(what, Duration::from_secs(120), || async {
+        match instance(cluster, name).await {
+            Ok(i) if condition(&i) => Probe::Ready(i),
+            Ok(i) => Probe::Pending(format!(
+                "status {} HA {} epoch {}",
+                i.status, i.ha_status, i.epoch
+            )),
+            Err(e) => Probe::Pending(e.to_string()),
+        }
+    })
+    .await
+}
+
+fn settled(i: &pb::Instance) -> bool {
+    i.status == "available" && i.ha_status == "Available" && i.failover.is_empty()
+}
+
+/// A fresh premium instance in sync; returns it and its primary's host index.
+async fn fresh_instance(cluster: &Arc<Mutex<Cluster>>, app: &str) -> Result<(pb::Instance, usize)> {
+    let name = {
+        let mut c = cluster.lock().await;
+        let name = c.create_instance("premium-0", app).await?;
+        c.wait_available(&name, AVAILABLE_TIMEOUT).await?;
+        name
+    };
+    let ready = wait_for(cluster, &name, "HA Available", settled).await?;
+    let host = ready
+        .url
+        .rsplit_once('@')
+        .and_then(|(_, h)| h.rsplit_once(':'))
+        .map(|(h, _)| h.to_string());
+    let index = cluster
+        .lock()
+        .await
+        .host_index(&host.context("URL host")?)
+        .context("primary host")?;
+    Ok((ready, index))
+}
+
+pub async fn run(args: BenchFailoverArgs) -> Result<()> {
+    if let Err(why) = crate::netns::available().and_then(|()| crate::sshd::available()) {
+        anyhow::bail!(
+            "bench-failover needs network-namespace hosts (run as root with iproute2 and openssh-server): {why}"
+        );
+    }
+    let window = Duration::from_secs(args.window_seconds);
+    let ha = HaSettings {
+        probe_interval: Some(Duration::from_secs(1)),
+        probe_timeout: Some(Duration::from_millis(900)),
+        confirmation_window: Some(window),
+        fence_after: Some(window / 2),
+        ..HaSettings::default()
+    };
+    let options = ClusterOptions {
+        agents: 3,
+        network: NetworkMode::Netns,
+        ha,
+        ..ClusterOptions::default()
+    };
+    let cluster = Arc::new(Mutex::new(Cluster::start(options).await?));
+    let (mut cut_overhead, mut engine_restart, mut planned_first, mut planned_pause) =
+        (vec![], vec![], vec![], vec![]);
+
+    for round in 0..args.repeat {
+        eprintln!("bench-failover: round {}/{}", round + 1, args.repeat);
+        // Cut-off: failover after the window.
+        let (before, primary) = fresh_instance(&cluster, &format!("cut-{round}")).await?;
+        let writer = Writer::start(cluster.clone(), &before.name, "bench");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cut_at = Instant::now();
+        cluster.lock().await.cut_off(primary)?;
+        let after = wait_for(&cluster, &before.name, "failover", |i| {
+            i.epoch >= 2 && i.status == "available"
+        })
+        .await?;
+        wait_until(
+            "a write on the new URL",
+            Duration::from_secs(30),
+            || async {
+                if writer.log().await.first_write_on.contains_key(&after.url) {
+                    Probe::Ready(())
+                } else {
+                    Probe::Pending("none yet".into())
+                }
+            },
+        )
+        .await?;
+        let log = writer.stop().await;
+        let first = log
+            .first_write_on
+            .get(&after.url)
+            .copied()
+            .context("write on the new URL")?;
+        cut_overhead.push(first.duration_since(cut_at).saturating_sub(window));
+        cluster.lock().await.heal(primary)?;
+        cluster
+            .lock()
+            .await
+            .wait_hosts_up(3, Duration::from_secs(60))
+            .await?;
+
+        // Engine crash: restarted in place.
+        let (engine, primary) = fresh_instance(&cluster, &format!("engine-{round}")).await?;
+        let killed_at = Instant::now();
+        cluster.lock().await.kill_engine_on(primary, &engine.name)?;
+        let back = wait_until(
+            "PING after the engine crash",
+            Duration::from_secs(30),
+            || async {
+                let c = cluster.lock().await;
+                let Ok(mut connection) = c.dialer().redis(&engine.url, c.ca_pem()).await else {
+                    return Probe::Pending("no connection".into());
+                };
+                match redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                {
+                    Ok(_) => Probe::Ready(Instant::now()),
+                    Err(e) => Probe::Pending(e.to_string()),
+                }
+            },
+        )
+        .await?;
+        engine_restart.push(back.duration_since(killed_at));
+
+        // Planned switchover.
+        let writer = Writer::start(cluster.clone(), &engine.name, "planned");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let asked_at = Instant::now();
+        let mut admin = cluster.lock().await.admin()?;
+        admin
+            .failover(pb::FailoverRequest {
+                name: engine.name.clone(),
+                allow_data_loss: false,
+            })
+            .await?;
+        let switched = wait_for(&cluster, &engine.name, "switchover", |i| {
+            i.epoch >= 2 && settled(i)
+        })
+        .await?;
+        wait_until(
+            "a write on the new primary",
+            Duration::from_secs(30),
+            || async {
+                if writer
+                    .log()
+                    .await
+                    .first_write_on
+                    .contains_key(&switched.url)
+                {
+                    Probe::Ready(())
+                } else {
+                    Probe::Pending("none yet".into())
+                }
+            },
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let log = writer.stop().await;
+        let first = log
+            .first_write_on
+            .get(&switched.url)
+            .copied()
+            .context("write on the new primary")?;
+        planned_first.push(first.duration_since(asked_at));
+        planned_pause.push(log.longest_pause);
+    }
+
+    println!(
+        "bench-failover: {} rounds on a netns cluster (3 hosts, sshd probes every 1 s, window {} s)",
+        args.repeat, args.window_seconds
+    );
+    print_row(
+        "cut-off → first write on the rotated URL, minus the window",
+        &cut_overhead,
+    );
+    print_row(
+        "kill -9 engine → first answered PING (no failover)",
+        &engine_restart,
+    );
+    print_row(
+        "kvs failover → first write on the new primary",
+        &planned_first,
+    );
+    print_row(
+        "kvs failover → longest write pause a client saw",
+        &planned_pause,
+    );
+    let cluster = Arc::try_unwrap(cluster)
+        .map_err(|_| anyhow::anyhow!("cluster still shared"))?
+        .into_inner();
+    cluster.stop().await;
+    Ok(())
+}

@@ -25,8 +25,8 @@ pub struct DevArgs {
     /// Cluster directory (configs, data, logs); kept between runs.
     #[arg(long, default_value = ".dev")]
     pub dir: PathBuf,
-    /// Plan of the dev-app instance (the goal is premium-0 once standbys land).
-    #[arg(long, default_value = "mini")]
+    /// Plan of the dev-app instance (premium-0: AOF and a standby in another zone).
+    #[arg(long, default_value = "premium-0")]
     pub plan: String,
     /// App the instance is attached to.
     #[arg(long, default_value = "dev-app")]

@@ -1,13 +1,18 @@
 //! Fencing and paused writes: pure decisions (sans-IO), driven by the runtime with `now`.
 //!
 //! DESIGN §4 rule 5: a primary that has a standby (`fence_after_seconds = Some(s)`) is fenced
-//! once, for `s` seconds without a break, the agent has had no coordinator session AND the
-//! engine has had no replica connected (`connected_slaves == 0`). Any moment with either (a blip
-//! of the coordinator session, a replica reconnecting) resets the clock, and unfences at once.
+//! when the agent has had no coordinator session for `s` seconds without a break AND the engine
+//! has no replica connected (`connected_slaves == 0`). The clock is the coordinator's absence
+//! only: a replica that stays connected keeps the primary serving, but does not restart the clock.
+//! Once fenced, a primary stays fenced until the coordinator session is back; a replica that
+//! reconnects does not lift the fence, because the coordinators may be promoting that very
+//! standby with evidence a few seconds old, and the old primary cannot know. A coordinator
+//! session resets the clock and unfences at once. (Found by the simulation: with the fence lifted
+//! by a reconnecting replica, the old primary took writes next to the newly promoted one.)
 //! Instances with `fence_after_seconds = None` are never fenced.
 //!
 //! One exception to the clock: a primary whose spec comes from the local cache (the agent
-//! restarted and the coordinator has not answered since) is fenced while it has no replica: the
+//! restarted and the coordinator has not answered since) is fenced at once when it has no replica: the
 //! agent cannot know how long it has already been cut off, and a host returning after a failover
 //! must never serve its stale data as primary.
 //!
@@ -37,11 +42,13 @@ pub struct FenceInput {
     pub from_cache: bool,
 }
 
-/// When each exposed primary lost both links.
+/// Since when the coordinator session is gone, and which primaries are exposed and fenced.
 #[derive(Debug, Clone, Default)]
 pub struct Fencing {
-    /// instance → (exposed since, fence after).
-    exposed: BTreeMap<String, (Duration, Duration)>,
+    /// When the coordinator session was last lost (`None` while connected).
+    coordinator_lost_since: Option<Duration>,
+    /// instance → fence after, for the primaries without a replica right now.
+    exposed: BTreeMap<String, Duration>,
     fenced: BTreeSet<String>,
 }
 
@@ -60,21 +67,27 @@ impl Fencing {
     ) -> &BTreeSet<String> {
         let mut exposed = BTreeMap::new();
         let mut fenced = BTreeSet::new();
+        self.coordinator_lost_since = if coordinator_connected {
+            None
+        } else {
+            Some(self.coordinator_lost_since.unwrap_or(now))
+        };
+        let lost_since = self.coordinator_lost_since;
         for input in inputs {
-            let Some(after) = input.fence_after else {
+            let (Some(after), Some(since)) = (input.fence_after, lost_since) else {
                 continue;
             };
-            if coordinator_connected || input.replica_connected {
+            if self.fenced.contains(&input.instance) {
+                fenced.insert(input.instance.clone()); // only the coordinator lifts a fence
                 continue;
             }
-            let since = self
-                .exposed
-                .get(&input.instance)
-                .map_or(now, |(since, _)| *since);
+            if input.replica_connected {
+                continue;
+            }
             if input.from_cache || now.saturating_sub(since) >= after {
                 fenced.insert(input.instance.clone());
             }
-            exposed.insert(input.instance, (since, after));
+            exposed.insert(input.instance, after);
         }
         self.exposed = exposed;
         self.fenced = fenced;
@@ -88,10 +101,11 @@ impl Fencing {
 
     /// When the next exposed primary is due to be fenced, for the shell's timer.
     pub fn next_deadline(&self) -> Option<Duration> {
+        let since = self.coordinator_lost_since?;
         self.exposed
             .iter()
             .filter(|(name, _)| !self.fenced.contains(*name))
-            .map(|(_, (since, after))| *since + *after)
+            .map(|(_, after)| since + *after)
             .min()
     }
 }

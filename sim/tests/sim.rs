@@ -97,7 +97,8 @@ fn t31_no_fencing_is_caught() {
 }
 
 #[test]
-#[ignore = "finds bug A (unfence on replica reconnect races the failover decision), see report"]
+/// Bug A (fixed): a fence lifted by a reconnecting replica let the old primary take writes next
+/// to the newly promoted standby. Only the coordinator lifts a fence now.
 fn t90_bug_a_unfenced_old_primary_after_failover() {
     assert_passes(404, Scenario::PrimaryCutFromCoordinatorsNotStandby);
     assert_passes(420, Scenario::PrimaryCutFromCoordinatorsNotStandby);

@@ -23,24 +23,27 @@ fn input(instance: &str, fence_after: Option<u64>, replica_connected: bool) -> F
 }
 
 /// Each row: (now in ms, coordinator connected, replica connected, fenced afterwards).
-/// fence_after = 10 s; the exposure starts at 1 s.
+/// fence_after = 10 s; the coordinator is lost at 1 s.
 #[test]
-fn fences_after_the_window_and_a_blip_resets_the_clock() {
+fn fences_after_the_window_and_only_the_coordinator_resets_the_clock() {
     let table: &[(u64, bool, bool, bool)] = &[
         (0, true, true, false),
-        (1_000, false, false, false),  // exposed from here
+        (1_000, false, false, false),  // coordinator lost from here
         (10_000, false, false, false), // s - 1
         (10_999, false, false, false),
         (11_000, false, false, true),  // exactly s: fenced
         (12_000, false, false, true),  // s + 1
         (12_500, true, false, false),  // the coordinator comes back: unfenced at once
-        (13_000, false, false, false), // exposed again, clock restarted at 13 s
-        (22_000, false, false, false), // s - 1 after the blip
-        (22_100, false, true, false),  // a replica blip
-        (22_200, false, false, false), // clock restarted at 22.2 s
-        (32_100, false, false, false),
-        (32_200, false, false, true),
-        (40_000, false, true, false), // the standby is back: unfenced
+        (13_000, false, false, false), // lost again, clock restarted at 13 s
+        (22_000, false, false, false), // s - 1 after the coordinator blip
+        (22_100, false, true, false),  // a replica connects: serving, the clock runs on
+        (22_200, false, false, false), // the replica leaves before s
+        (23_000, false, false, true),  // s after the coordinator loss: fenced
+        (24_000, false, true, true),   // a replica reconnects: still fenced (it may be promoted)
+        (25_000, true, true, false),   // only the coordinator lifts the fence
+        (26_000, false, true, false),  // lost again, but the replica keeps the primary serving
+        (60_000, false, true, false),  // for as long as the replica stays
+        (60_001, false, false, true),  // the replica leaves (promoted elsewhere?): fenced at once
     ];
     let mut fencing = Fencing::new();
     for (row, &(now, coordinator, replica, fenced)) in table.iter().enumerate() {
@@ -90,14 +93,19 @@ fn instances_are_independent_and_forgotten_when_gone() {
     fencing.update(secs(0), false, both(false));
     let set = fencing.update(secs(5), false, both(true)).clone();
     assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-b-2"]);
-    // b is no longer desired (or no longer a primary with a standby): forgotten.
-    let set = fencing.update(secs(6), false, [input("redis-a-1", Some(5), false)]);
-    assert!(set.is_empty());
-    assert_eq!(fencing.next_deadline(), Some(secs(11)));
+    // b is no longer desired (or no longer a primary with a standby): forgotten. a has had no
+    // coordinator for 6 s and lost its replica: fenced at once.
+    let set = fencing
+        .update(secs(6), false, [input("redis-a-1", Some(5), false)])
+        .clone();
+    assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-a-1"]);
+    let set = fencing.update(secs(7), true, [input("redis-a-1", Some(5), false)]);
+    assert!(set.is_empty(), "the coordinator is back");
+    assert_eq!(fencing.next_deadline(), None);
 }
 
 #[test]
-fn cached_specs_fence_at_once_until_the_standby_or_coordinator_confirms() {
+fn cached_specs_fence_at_once_until_the_coordinator_confirms() {
     let cached = |replica| FenceInput {
         from_cache: true,
         ..input("redis-a-1", Some(60), replica)
@@ -108,7 +116,12 @@ fn cached_specs_fence_at_once_until_the_standby_or_coordinator_confirms() {
             .update(secs(0), false, [cached(false)])
             .contains("redis-a-1")
     );
-    assert!(fencing.update(secs(1), false, [cached(true)]).is_empty());
+    assert!(
+        fencing
+            .update(secs(1), false, [cached(true)])
+            .contains("redis-a-1"),
+        "a reconnecting standby does not lift the fence"
+    );
     assert!(fencing.update(secs(2), true, [cached(false)]).is_empty());
     let mut never = cached(false);
     never.fence_after = None;

@@ -2,7 +2,7 @@
 //! dir and front port, sharing the test CA, engines on 127.0.0.1. A standby replicates through
 //! its tunnel and the primary's TLS front; promotion keeps the data; the old primary is demoted
 //! to a standby of the new one; a primary that loses both its coordinator and its standby is
-//! fenced, and unfenced when the standby returns. Planned switchover pauses writes.
+//! fenced, and unfenced when the coordinator returns (not merely the standby). Planned switchover pauses writes.
 
 use std::time::Duration;
 
@@ -255,9 +255,17 @@ async fn replication(engine: &str) {
             writes_block(&b, &b3).await,
             "the fenced engine pauses writes"
         );
-        tracing::info!("--- A returns as B's standby: B unfenced, writes flow again");
+        tracing::info!("--- A returns as B's standby: B stays fenced (A might be being promoted)");
         a = Harness::start_with(dir_a, restart, pki.clone()).await;
         a.apply(vec![a2.clone()]);
+        b.wait(&name, |p| p.info.connected_replicas == 1).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(
+            !serves(&b, &b3).await,
+            "a reconnecting standby does not lift the fence"
+        );
+        tracing::info!("--- the coordinator is back: B unfenced, writes flow again");
+        b.runtime.set_coordinator_connected(true);
         let took = wait_serving(&b, &b3, true).await;
         tracing::info!(?took, "unfenced");
         b.wait(&name, |p| !p.fenced && p.info.connected_replicas == 1)

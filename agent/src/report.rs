@@ -46,8 +46,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline of the Register RPC.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keepalive: a dead coordinator is noticed within interval + timeout.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnect backoff bounds.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);

@@ -185,9 +185,12 @@ impl Config {
                 self.probe_timeout, self.probe_interval
             )));
         }
-        if self.fence_after.is_zero() || self.fence_after >= self.confirmation_window {
+        if self.fence_after.is_zero()
+            || self.fence_after + crate::control::ha_config::FENCE_DETECTION_SLACK
+                > self.confirmation_window
+        {
             return Err(ConfigError::Invalid(format!(
-                "fence_after ({:?}) must be positive and below confirmation_window ({:?}), so an \
+                "fence_after ({:?}) must be positive and at least 10 s below confirmation_window ({:?}), so an \
                  isolated primary stops taking writes before its standby can be promoted",
                 self.fence_after, self.confirmation_window
             )));

@@ -105,26 +105,27 @@ fn t90_bug_a_unfenced_old_primary_after_failover() {
 }
 
 #[test]
-#[ignore = "finds bug B (HaConfig::validate accepts windows that fail over before fencing), see report"]
+/// Bug B (fixed): validate() accepted windows that promoted before the old primary was fenced;
+/// the window must now exceed fence_after by FENCE_DETECTION_SLACK.
 fn t91_bug_b_config_fails_over_before_fencing() {
     assert_passes(887, Scenario::Random);
     assert_passes(999, Scenario::Random);
 }
 
 #[test]
-#[ignore = "finds bug C (a primary restarted after power loss discards WAIT-acked writes), see report"]
+#[ignore = "open bug C: a primary restarted after a power loss resumes from an AOF one second short and its standby resyncs from it, discarding WAIT-acknowledged writes"]
 fn t92_bug_c_power_loss_loses_waited_writes() {
     assert_passes(0, Scenario::PowerLoss);
 }
 
 #[test]
-#[ignore = "finds bug D (an aborted promotion leaves the target an unfenced master at the burnt epoch), see report"]
+#[ignore = "open bug D: an aborted promotion leaves the cut-off target a master at the burnt epoch until its own fence"]
 fn t93_bug_d_aborted_promotion_leaves_a_second_master() {
     assert_passes(630, Scenario::DoubleFailure);
 }
 
 #[test]
-#[ignore = "finds bug E (crash-loop failover promotes a never-synced standby), see report"]
+/// Bug E (fixed): a crash-loop failover promoted a standby that had never synced.
 fn t94_bug_e_crash_loop_failover_to_an_empty_standby() {
     assert_passes(1111, Scenario::Random);
 }

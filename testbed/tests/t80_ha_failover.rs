@@ -22,14 +22,14 @@ use kvs_testbed::{Cluster, ClusterOptions, NetworkMode};
 use tokio::sync::Mutex;
 
 /// The confirmation window of these tests (production default: 120 s).
-const WINDOW: Duration = Duration::from_secs(6);
+const WINDOW: Duration = Duration::from_secs(12);
 
 fn ha() -> HaSettings {
     HaSettings {
         probe_interval: Some(Duration::from_secs(1)),
         probe_timeout: Some(Duration::from_millis(900)),
         confirmation_window: Some(WINDOW),
-        fence_after: Some(Duration::from_secs(3)),
+        fence_after: Some(Duration::from_secs(2)),
         ..HaSettings::default()
     }
 }

@@ -114,7 +114,7 @@ fn live_settings(p: &DesiredProcess) -> Vec<(&'static str, String)> {
         // primary within seconds (the coordinator treats 5 silent seconds as a link down), and
         // the replica drops the link after repl-timeout rather than the default minute.
         ("repl-ping-replica-period", "1".to_string()),
-        ("repl-timeout", "10".to_string()),
+        ("repl-timeout", "5".to_string()),
     ]
 }
 

@@ -116,9 +116,14 @@ pub fn plan(
         actions: Vec::new(),
         alerts_raised: BTreeSet::new(),
     };
+    let leading_since = *tick.memory.first_tick_at.get_or_insert(now);
+    // A new leader gives the agents time to find it before calling any of them silent (found by
+    // kvs-sim: every leader change restarted every agent over SSH).
+    let agents_had_time = now.saturating_sub(leading_since) >= config.agent_silence_timeout * 2;
     for (host_id, verdict) in verdicts {
         let interval = config.agent_restart_interval_min;
         if *verdict == HostVerdict::AgentSilentHostReachable
+            && agents_had_time
             && tick.memory.agent_restarts.try_take(host_id, now, interval)
         {
             tick.actions.push(HaAction::RestartAgent {
@@ -212,7 +217,11 @@ pub(super) fn best_standby<'a>(
         .filter(|s| tick.verdict(&s.host_id) == HostVerdict::Healthy)
         .filter_map(|s| {
             let p = tick.process_at(&s.host_id, &instance.name, instance.epoch)?;
-            p.is_running_replica().then_some((s, p.replication_offset))
+            // A replica that never completed a sync reports offset 0: promoting it would lose
+            // everything (found by kvs-sim: a crash-loop failover to a freshly placed standby).
+            // Synced replicas count the primary's pings, so their offset is never 0.
+            (p.is_running_replica() && p.replication_offset > 0)
+                .then_some((s, p.replication_offset))
         })
         .fold(
             None,

@@ -57,6 +57,12 @@ impl Default for HaConfig {
     }
 }
 
+/// How long an isolated primary's agent may take to notice it lost both the coordinators (HTTP/2
+/// keepalive: 2 s + 2 s) and its standby (`repl-timeout 5`), plus a margin for report delays. The
+/// fence must land this much before the earliest promotion. (Found by kvs-sim: a window only just
+/// above fence_after promoted the standby while the old primary still took writes.)
+pub const FENCE_DETECTION_SLACK: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid HA config: {0}")]
 pub struct HaConfigError(pub String);
@@ -71,8 +77,12 @@ impl HaConfig {
             return fail("fence_after must be at least 1s");
         }
         let fence_after_agent = Duration::from_secs(self.fence_after_seconds().into());
-        if fence_after_agent >= self.confirmation_window {
-            return fail("fence_after must be below confirmation_window (fence before promoting)");
+        if fence_after_agent + FENCE_DETECTION_SLACK > self.confirmation_window {
+            return Err(HaConfigError(format!(
+                "confirmation_window must be at least fence_after + {FENCE_DETECTION_SLACK:?}: an isolated \
+                 primary notices it lost the coordinators and its standby only after a few seconds \
+                 (keepalive, repl-timeout), and must be fenced before its standby is promoted"
+            )));
         }
         if self.confirmation_window < self.probe_interval * 3 {
             return fail("confirmation_window must span at least 3 probe intervals");
@@ -126,11 +136,19 @@ mod tests {
             rounds_up_to_window.validate().is_err(),
             "the agent fences at 120 s"
         );
-        let just_below = HaConfig {
-            fence_after: Duration::from_secs(119),
+        let inside_the_slack = HaConfig {
+            fence_after: Duration::from_secs(111),
             ..HaConfig::default()
         };
-        assert_eq!(just_below.validate().unwrap().fence_after_seconds(), 119);
+        assert!(
+            inside_the_slack.validate().is_err(),
+            "the fence must land FENCE_DETECTION_SLACK before the window ends"
+        );
+        let just_enough = HaConfig {
+            fence_after: Duration::from_secs(110),
+            ..HaConfig::default()
+        };
+        assert_eq!(just_enough.validate().unwrap().fence_after_seconds(), 110);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct HaMemory {
     pub agent_restarts: AgentRestartBudget,
     /// Alert key → the message last raised under it.
     alerts_raised: BTreeMap<String, String>,
+    /// When this memory's first tick ran (when this node began leading). Agents reconnect to a
+    /// new leader over a few seconds; until they had the time to, silence proves nothing.
+    pub first_tick_at: Option<std::time::Duration>,
 }
 
 impl HaMemory {

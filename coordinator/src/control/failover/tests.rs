@@ -309,8 +309,12 @@ fn t40_a_required_standby_is_placed_in_another_zone() {
 
 #[test]
 fn t41_a_new_leader_waits_a_whole_window() {
-    // The primary host died before this leader took over: nothing observed of it at all.
+    // The primary host died before this leader took over: nothing observed of it at all. Its
+    // standby had synced under the previous leader.
     let mut sim = Sim::new(cluster());
+    let standby = sim.instance().standbys[0].host_id.clone();
+    sim.offsets
+        .insert(standby, crate::control::ha_sim::INITIAL_PRIMARY_OFFSET);
     sim.down.insert("ha".into());
     let actions = sim.run(115);
     assert_eq!(count(&actions, "begin_failover"), 0);

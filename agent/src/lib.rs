@@ -8,7 +8,9 @@
 //!     ├─ report::register     host id + certificate (stored by identity.rs)
 //!     ├─ runtime::spawn       the async shell ── supervisor (pure decisions)
 //!     │     ├─ engine::process   engine processes (own process group, engine.log, pid file)
-//!     │     ├─ tls::front        client TLS ─► engine, one per instance (fenced: refuses clients)
+//!     │     ├─ engine::leftover  engines a killed agent left running: adopted at startup
+//!     │     ├─ tls::front        client TLS ─► engine socket, one per instance (fenced: refuses
+//!     │     │                    clients), on the `kvs-front` threads (tls::threads)
 //!     │     ├─ tls::tunnel       standby engine ─► TLS ─► the primary host's front
 //!     │     └─ fencing           pure: when to fence a primary, when to pause writes
 //!     └─ report::session_loop Desired down ─► runtime; runtime's ObservedState ─► Observed up

@@ -19,9 +19,12 @@
 //!
 //! The loop owns all state; tasks only send events, each tagged with the process generation so a
 //! late event from an old process is ignored. Time is tokio's clock (`now` = time since start).
-//! On shutdown every engine is stopped (SIGTERM, then SIGKILL); data directories stay.
+//! At startup, engines a previous agent left running are adopted (`adopt.rs`) before any desired
+//! state is applied. On shutdown every engine is stopped (SIGTERM, then SIGKILL), adopted ones
+//! too; data directories stay.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +40,10 @@ use crate::engine::render::{self, InstancePaths};
 use crate::fencing::{Fencing, WritePauses};
 use crate::supervisor::{Action, Supervisor};
 use crate::tls::front::Front;
+use crate::tls::threads::FrontThreads;
 use crate::tls::tunnel::Tunnel;
 
+mod adopt;
 mod fence;
 mod handle;
 mod links;
@@ -59,6 +64,9 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 struct Runtime {
     options: RuntimeOptions,
     catalog: Arc<Catalog>,
+    /// The catalog's engine binaries (canonical paths), to recognise a previous agent's engines.
+    binaries: Arc<[PathBuf]>,
+    binary_labels: Vec<(PathBuf, String)>,
     acceptor: TlsAcceptor,
     connector: TlsConnector,
     supervisor: Supervisor,
@@ -68,6 +76,8 @@ struct Runtime {
     /// Stops asked for before the engine's spawn result arrived.
     stop_requested: BTreeSet<(String, u64)>,
     fronts: BTreeMap<String, Front>,
+    /// The fronts' own threads (dropped after the fronts).
+    front_threads: FrontThreads,
     front_errors: BTreeMap<String, String>,
     tunnels: BTreeMap<String, Tunnel>,
     tunnel_errors: BTreeMap<String, String>,
@@ -98,6 +108,7 @@ impl Runtime {
         cancel: CancellationToken,
     ) {
         let on_disk = tasks::instances_on_disk(&self.options.data_dir).await;
+        self.adopt_leftovers(&on_disk).await;
         self.supervisor.found_on_disk(on_disk, self.now());
         let mut tick = tokio::time::interval(self.options.report_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,8 +266,22 @@ impl Runtime {
                     Ok(()) => tracing::info!(%instance, "engine reconfigured live"),
                     Err(error) => tracing::warn!(%instance, %error, "live reconfiguration failed"),
                 }
+                let ok = result.is_ok();
                 self.supervisor
                     .on_reconfigured(&instance, generation, result);
+                // An adopted engine is not known to serve until it answers INFO.
+                if ok
+                    && let Some(spec) = self.supervisor.running(&instance).cloned()
+                    && self.supervisor.generation(&instance) == Some(generation)
+                    && !self.infos.contains_key(&instance)
+                {
+                    tasks::spawn_readiness(
+                        &self.options,
+                        &spec,
+                        generation,
+                        self.events_tx.clone(),
+                    );
+                }
             }
             Event::Paused {
                 instance,
@@ -302,6 +327,7 @@ impl Runtime {
                 };
                 tasks::spawn_start(
                     &self.options,
+                    self.binaries.clone(),
                     entry.path.clone(),
                     process,
                     generation,
@@ -319,6 +345,14 @@ impl Runtime {
                         self.stop_requested.insert((instance, generation));
                     }
                 }
+            }
+            Action::Adopt {
+                instance,
+                generation,
+                process,
+            } => {
+                tracing::info!(%instance, generation, epoch = process.epoch, "adopting the engine");
+                adopt::spawn_adopt(&self.options, *process, generation, events);
             }
             Action::Reconfigure {
                 instance,
@@ -345,7 +379,7 @@ impl Runtime {
                 self.front_errors.remove(&instance);
                 self.tunnels.remove(&instance);
                 self.tunnel_errors.remove(&instance);
-                tasks::spawn_cleanup(&self.options, instance, events);
+                tasks::spawn_cleanup(&self.options, self.binaries.clone(), instance, events);
             }
             Action::ReportStatus => {}
         }

@@ -17,6 +17,11 @@
 //! promoted, a running primary whose desired role is standby is demoted, a standby whose upstream
 //! moved is re-pointed (all live, no restart: `Action::Replication`). Stale epochs are refused.
 //!
+//! Engines left running by a previous agent (killed, crashed) are adopted, not restarted: the
+//! shell reports them with `on_adopted` before any desired state; once the instance's desired
+//! spec is known the engine is re-configured live to it (`Action::Adopt`), or replaced if it runs
+//! another engine version or port. Until an authoritative desired state arrives it is kept.
+//!
 //! Restart budget (DESIGN §4 rule 1): a crashed engine restarts at once, then after
 //! `backoff_min`, 2×, 4× … up to `backoff_max`; more than `budget_max` restarts within
 //! `budget_window` makes it crash-looping, which is retried every `crash_loop_retry_interval`.
@@ -27,6 +32,9 @@ use std::time::Duration;
 use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
 mod action;
+mod adopt;
+#[cfg(test)]
+mod adopt_tests;
 mod policy;
 mod poll;
 mod query;
@@ -37,6 +45,7 @@ mod slot;
 mod tests;
 
 pub use action::{Action, Change, RoleChange, classify_change, role_change};
+pub use adopt::AdoptedEngine;
 pub use policy::RestartPolicy;
 use slot::{Phase, Slot};
 
@@ -199,6 +208,7 @@ impl Supervisor {
         };
         slot.reconfiguring = None;
         slot.force_restart = false;
+        slot.adopted = None;
         if matches!(slot.phase, Phase::Stopping { .. }) {
             slot.running = None;
             slot.phase = match slot.desired {

@@ -1,16 +1,18 @@
 //! Starting, watching and stopping one engine process.
 //!
 //! ```text
-//!   start(): kill a leftover engine from a previous agent (pid file) ─► write engine.conf and
-//!            users.acl ─► spawn `BINARY engine.conf` in its own process group, stdout/stderr
-//!            appended to engine.log ─► write engine.pid
+//!   start(): write engine.conf and users.acl ─► spawn `BINARY engine.conf` in its own process
+//!            group, stdout/stderr appended to engine.log ─► write engine.pid
+//!            (the caller first stops an engine a previous agent left behind: `leftover::stop`)
 //!   watch future: resolves when the process exits, with a human-readable reason (exit code or
 //!            signal, plus the engine's last log message, e.g. a corrupt AOF file name)
 //!   stop:    drop or `stop()` the handle ─► SIGTERM, wait `stop_timeout`, SIGKILL
 //! ```
 //!
-//! Processes are only ever signalled by PID, and a PID from a pid file is signalled only if its
-//! command line names this instance's config file (PIDs are reused).
+//! Processes are only ever signalled by PID. Engines run in their own process group, so a signal
+//! to the agent's group (a terminal's Ctrl-C, a supervisor killing the agent's group) does not
+//! reach them: an agent crash leaves the data path up, and the next agent adopts the engine
+//! (`leftover.rs`). A graceful agent shutdown stops its engines itself.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -28,8 +30,6 @@ use super::render::{self, InstancePaths};
 
 /// How much of engine.log's tail is read to explain an exit.
 const LOG_TAIL_BYTES: u64 = 16 << 10;
-/// How often a leftover engine is checked while waiting for it to exit.
-const LEFTOVER_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A running engine. Dropping it stops the engine (gracefully, in the watch future).
 #[derive(Debug)]
@@ -39,6 +39,13 @@ pub struct RunningEngine {
 }
 
 impl RunningEngine {
+    pub(super) fn new(pid: u32, stop: oneshot::Sender<()>) -> Self {
+        Self {
+            pid,
+            stop: Some(stop),
+        }
+    }
+
     /// Asks the watch future to stop the engine: SIGTERM, then SIGKILL after the grace period.
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -105,7 +112,6 @@ pub async fn start(
     bind: IpAddr,
     stop_timeout: Duration,
 ) -> Result<(RunningEngine, impl Future<Output = String> + Send + 'static), StartError> {
-    kill_leftover(paths, stop_timeout).await;
     write_files(process, paths, bind).await?;
     let log_error = |error| StartError::Files {
         path: paths.log.display().to_string(),
@@ -138,13 +144,7 @@ pub async fn start(
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let watch = watch(child, stop_rx, stop_timeout, paths.clone(), log_offset);
-    Ok((
-        RunningEngine {
-            pid,
-            stop: Some(stop_tx),
-        },
-        watch,
-    ))
+    Ok((RunningEngine::new(pid, stop_tx), watch))
 }
 
 async fn watch(
@@ -244,51 +244,6 @@ pub async fn last_log_message(log: &Path, offset: u64) -> Option<String> {
         .or(lines.last())?;
     let message = line.split_once(" # ").map_or(*line, |(_, m)| m);
     Some(message.chars().take(500).collect())
-}
-
-/// Stops an engine left running by a previous agent, found through the pid file.
-pub async fn kill_leftover(paths: &InstancePaths, timeout: Duration) {
-    let Ok(text) = tokio::fs::read_to_string(&paths.pid).await else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
-    if pid <= 1 || !is_engine_of(pid, paths).await {
-        return;
-    }
-    tracing::warn!(pid, dir = %paths.dir.display(), "stopping an engine left by a previous agent");
-    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    let deadline = tokio::time::Instant::now() + timeout;
-    while is_alive(pid).await {
-        if tokio::time::Instant::now() >= deadline {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            break;
-        }
-        tokio::time::sleep(LEFTOVER_POLL_INTERVAL).await;
-    }
-    let _ = tokio::fs::remove_file(&paths.pid).await;
-}
-
-/// True if `pid` runs with this instance's config file on its command line.
-async fn is_engine_of(pid: i32, paths: &InstancePaths) -> bool {
-    let Ok(cmdline) = tokio::fs::read(format!("/proc/{pid}/cmdline")).await else {
-        return false;
-    };
-    let conf = paths.conf.to_string_lossy();
-    cmdline
-        .split(|b| *b == 0)
-        .any(|arg| String::from_utf8_lossy(arg) == conf)
-}
-
-/// True if `pid` exists and is not a zombie.
-async fn is_alive(pid: i32) -> bool {
-    match tokio::fs::read_to_string(format!("/proc/{pid}/stat")).await {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

@@ -166,15 +166,20 @@ impl RuntimeHandle {
     }
 }
 
-/// Starts the runtime loop. Instance directories already on disk are adopted (and deleted once
-/// an authoritative desired state omits them).
+/// Starts the runtime loop. Instance directories already on disk are taken over (and deleted
+/// once an authoritative desired state omits them); engines a previous agent left running in
+/// them are adopted, not restarted.
 pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
     let (desired_tx, desired_rx) = watch::channel(None);
     let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
     let (coordinator_tx, coordinator_rx) = watch::channel(false);
     let cancel = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let binary_labels = super::adopt::catalog_binaries(&catalog);
+    let binaries = binary_labels.iter().map(|(path, _)| path.clone()).collect();
     let runtime = Runtime {
+        binaries,
+        binary_labels,
         acceptor: TlsAcceptor::from(options.tls.clone()),
         connector: TlsConnector::from(options.tunnel_tls.clone()),
         supervisor: Supervisor::new(options.restart),
@@ -184,6 +189,7 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         engines: BTreeMap::new(),
         stop_requested: BTreeSet::new(),
         fronts: BTreeMap::new(),
+        front_threads: crate::tls::threads::FrontThreads::for_host(),
         front_errors: BTreeMap::new(),
         tunnels: BTreeMap::new(),
         tunnel_errors: BTreeMap::new(),

@@ -27,6 +27,7 @@ impl Runtime {
                 (p.instance.clone(), (listen, upstream, p.maxclients))
             })
             .collect();
+        // Each instance's engine socket path is fixed by its directory: it never changes.
         self.fronts.retain(|name, front| {
             wanted.get(name).is_some_and(|(listen, upstream, _)| {
                 front.listen == *listen && front.upstream == *upstream
@@ -42,7 +43,10 @@ impl Runtime {
             if self.front_errors.contains_key(&name) {
                 continue; // retried on the next tick
             }
-            match Front::start(listen, upstream, self.acceptor.clone(), maxclients).await {
+            let unix = super::paths(&self.options, &name).sock;
+            let threads = self.front_threads.handle();
+            let acceptor = self.acceptor.clone();
+            match Front::start(threads, listen, upstream, unix, acceptor, maxclients).await {
                 Ok(front) => {
                     tracing::info!(instance = %name, %listen, %upstream, "TLS front listening");
                     front.set_fenced(fenced);

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kvs_proto::metadata::{ADMIN_USER, REPLICATION_USER};
@@ -11,14 +12,14 @@ use tokio::sync::mpsc;
 
 use super::{Event, RuntimeOptions, paths};
 use crate::engine::info::{self, EngineInfo};
-use crate::engine::process;
 use crate::engine::render;
 use crate::engine::resp::{Connection, RespError};
+use crate::engine::{leftover, process};
 use crate::fencing::{PauseCommand, PauseOrder};
 use crate::supervisor::RoleChange;
 
 /// Longest an admin command (connect, AUTH, INFO, CONFIG SET) may take.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a start, readiness is checked this often…
 const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// …for this long; after that the regular report tick takes over (e.g. a long AOF load).
@@ -41,6 +42,7 @@ pub(super) async fn instances_on_disk(data_dir: &Path) -> Vec<String> {
 /// Spawns the engine, reports `Started`, then waits for its exit and reports `Exited`.
 pub(super) fn spawn_start(
     options: &RuntimeOptions,
+    binaries: Arc<[PathBuf]>,
     binary: PathBuf,
     process: DesiredProcess,
     generation: u64,
@@ -50,6 +52,9 @@ pub(super) fn spawn_start(
     let (bind, stop_timeout) = (options.engine_bind, options.stop_timeout);
     tokio::spawn(async move {
         let instance = process.instance.clone();
+        // An engine a previous agent left (and that could not be adopted) holds the port: stop
+        // it and wait until it is gone.
+        leftover::stop(&paths, &binaries, stop_timeout).await;
         match process::start(&binary, &process, &paths, bind, stop_timeout).await {
             Ok((engine, exited)) => {
                 let started = Event::Started {
@@ -90,7 +95,7 @@ fn engine_addr(options: &RuntimeOptions, process: &DesiredProcess) -> SocketAddr
     SocketAddr::new(options.engine_bind, process.engine_port)
 }
 
-async fn admin_connection(
+pub(super) async fn admin_connection(
     addr: SocketAddr,
     password: &str,
 ) -> Result<Connection<tokio::net::TcpStream>, RespError> {
@@ -323,13 +328,14 @@ pub(super) fn spawn_pause(
 /// Stops a leftover engine of a previous agent, then removes the instance directory.
 pub(super) fn spawn_cleanup(
     options: &RuntimeOptions,
+    binaries: Arc<[PathBuf]>,
     instance: String,
     events: mpsc::Sender<Event>,
 ) {
     let paths = paths(options, &instance);
     let stop_timeout = options.stop_timeout;
     tokio::spawn(async move {
-        process::kill_leftover(&paths, stop_timeout).await;
+        leftover::stop(&paths, &binaries, stop_timeout).await;
         let result = match tokio::fs::remove_dir_all(&paths.dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

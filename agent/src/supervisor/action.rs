@@ -32,6 +32,15 @@ pub enum Action {
         from: Box<DesiredProcess>,
         to: Box<DesiredProcess>,
     },
+    /// Take over an engine a previous agent left running (`Supervisor::on_adopted`): re-render
+    /// its files for `process` and apply the spec live (every setting, the users, the
+    /// replication role), as a `Reconfigure` whose starting point is unknown; report
+    /// `on_reconfigured` (an error replaces the engine).
+    Adopt {
+        instance: String,
+        generation: u64,
+        process: Box<DesiredProcess>,
+    },
     /// Stop the engine (SIGTERM, then SIGKILL); its exit comes back as `on_exited`.
     Stop { instance: String, generation: u64 },
     /// Remove the instance directory; report `on_cleaned`.

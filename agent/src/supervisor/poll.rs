@@ -46,6 +46,10 @@ impl Supervisor {
     }
 
     fn poll_destroy(name: &str, slot: &mut Slot, cleanup_allowed: bool, actions: &mut Vec<Action>) {
+        if slot.adopted.is_some() && !cleanup_allowed {
+            // A previous agent's engine: only an authoritative desired state may stop it.
+            return;
+        }
         match slot.phase {
             Phase::Launching { generation } | Phase::Up { generation, .. } => {
                 slot.phase = Phase::Stopping { generation };
@@ -104,14 +108,21 @@ impl Supervisor {
         generation: u64,
         actions: &mut Vec<Action>,
     ) {
+        if slot.force_restart {
+            slot.phase = Phase::Stopping { generation };
+            actions.push(Action::Stop {
+                instance: name.to_string(),
+                generation,
+            });
+            return;
+        }
         let Some(running) = slot.running.clone() else {
+            if let Some(adopted) = slot.adopted.take() {
+                Self::adopt(name, slot, adopted, desired, generation, actions);
+            }
             return;
         };
-        let change = if slot.force_restart {
-            Change::Restart
-        } else {
-            classify_change(&running, &desired)
-        };
+        let change = classify_change(&running, &desired);
         if change == Change::Restart {
             slot.phase = Phase::Stopping { generation };
             actions.push(Action::Stop {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
+use super::AdoptedEngine;
+
 /// Where one instance's process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -51,6 +53,8 @@ pub(super) struct Slot {
     pub(super) last_error: Option<String>,
     /// Last status published, to emit `ReportStatus` on change.
     pub(super) reported: Option<ProcessStatus>,
+    /// The live process was left by a previous agent and its spec is not known yet.
+    pub(super) adopted: Option<AdoptedEngine>,
 }
 
 impl Slot {
@@ -74,6 +78,7 @@ impl Slot {
             force_restart: false,
             last_error: None,
             reported: None,
+            adopted: None,
         }
     }
 

@@ -51,6 +51,7 @@ pub(super) fn names(actions: &[Action]) -> Vec<String> {
             Action::Replication {
                 generation, change, ..
             } => Some(format!("{change:?}:g{generation}").to_lowercase()),
+            Action::Adopt { generation, .. } => Some(format!("adopt:g{generation}")),
             Action::Stop { generation, .. } => Some(format!("stop:g{generation}")),
             Action::Cleanup { instance } => Some(format!("cleanup:{instance}")),
             Action::ReportStatus => None,

@@ -7,12 +7,14 @@
 //!                  given, must chain to the cluster CA (that marks a peer agent's tunnel)
 //!   client_config  the tunnels: verify the peer front against the cluster CA, present the host
 //!                  certificate
+//!   threads        the fronts' own runtime threads (`kvs-front`)
 //! ```
 //!
 //! rustls is used with the ring provider, chosen explicitly (not the process default), so the
 //! agent never depends on which crypto features other crates in the build enabled.
 
 pub mod front;
+pub mod threads;
 pub mod tunnel;
 
 use std::sync::Arc;

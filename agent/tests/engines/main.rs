@@ -6,3 +6,4 @@ mod fixtures;
 mod t10_lifecycle;
 mod t20_failures;
 mod t30_replication;
+mod t40_previous_agent;

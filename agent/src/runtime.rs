@@ -269,6 +269,16 @@ impl Runtime {
                 let ok = result.is_ok();
                 self.supervisor
                     .on_reconfigured(&instance, generation, result);
+                // A role change (promotion, demotion) is reported at once, not at the next tick:
+                // the coordinator completes a failover when it sees the new role.
+                if ok
+                    && let Some(spec) = self.supervisor.running(&instance).cloned()
+                    && self.supervisor.generation(&instance) == Some(generation)
+                    && self.infos.contains_key(&instance)
+                    && self.polling.insert(instance.clone())
+                {
+                    tasks::spawn_info(&self.options, &spec, generation, self.events_tx.clone());
+                }
                 // An adopted engine is not known to serve until it answers INFO.
                 if ok
                     && let Some(spec) = self.supervisor.running(&instance).cloned()

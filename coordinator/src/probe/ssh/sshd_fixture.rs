@@ -182,11 +182,59 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local_addr").port()
 }
 
+/// The login the probe keys are authorized for. As root: a uid-0 alias whose shell is /bin/sh,
+/// created once if missing (no password, home /), because sshd runs every command through
+/// the user's login shell and root's bash sources ~/.bashrc for ssh sessions: a slow or hanging
+/// ~/.bashrc (seen here: a stale pyenv rehash lock) made every probe time out. As another user:
+/// that user.
 fn current_user() -> String {
     let output = Command::new("id").arg("-un").output().expect("run id -un");
     assert!(output.status.success(), "id -un failed");
-    String::from_utf8(output.stdout)
+    let user = String::from_utf8(output.stdout)
         .expect("utf-8 user name")
         .trim()
-        .to_owned()
+        .to_owned();
+    if user != "root" {
+        return user;
+    }
+    let exists = Command::new("getent")
+        .args(["passwd", PROBE_TEST_USER])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        let created = Command::new("useradd")
+            .args([
+                "-o",
+                "-u",
+                "0",
+                "-g",
+                "0",
+                "-M",
+                "-d",
+                "/",
+                "-s",
+                "/bin/sh",
+                // No password login, but not "locked" ("!"), which sshd refuses outright.
+                "-p",
+                "*",
+                PROBE_TEST_USER,
+            ])
+            .status();
+        assert!(
+            created.is_ok_and(|s| s.success()),
+            "useradd {PROBE_TEST_USER} failed"
+        );
+    }
+    // An older fixture may have created it locked; sshd refuses locked accounts.
+    let unlocked = Command::new("usermod")
+        .args(["-p", "*", "-d", "/", PROBE_TEST_USER])
+        .status();
+    assert!(
+        unlocked.is_ok_and(|s| s.success()),
+        "usermod {PROBE_TEST_USER} failed"
+    );
+    PROBE_TEST_USER.to_owned()
 }
+
+/// See [`current_user`].
+pub const PROBE_TEST_USER: &str = "kvs-test-ssh";

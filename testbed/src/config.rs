@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!   <dir>/coordinator/config.toml   <dir>/coordinator/data/{ca.pem,admin-token,join-token,…}
+//!   <dir>/coordinator-2/…, coordinator-3/…   (replicated coordinators: nodes 2 and 3 join node 1)
 //!   <dir>/agent-a/config.toml       <dir>/agent-a/data/{host.json,tls/,instances/<name>/…}
-//!   <dir>/logs/{coordinator,agent-a,agent-b,agent-c}.log   (stdout + stderr, appended on restart)
+//!   <dir>/logs/{coordinator,coordinator-2,agent-a,…}.log   (stdout + stderr, appended on restart)
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +28,9 @@ pub struct CoordinatorConfig {
     pub raft_listen: SocketAddr,
     pub tls_names: Vec<String>,
     pub agent_silence_timeout: String,
+    /// `https://HOST:PORT` of a running node: join its cluster on first start (nodes 2 and 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
     /// Probe and failover settings; unset keys keep the coordinator's defaults.
     #[serde(flatten)]
     pub ha: HaSettings,
@@ -67,6 +71,10 @@ impl CoordinatorConfig {
     pub fn join_token_file(&self) -> PathBuf {
         self.data_dir.join("join-token")
     }
+    /// The node's SSH probe key (the coordinator creates it on first start).
+    pub fn probe_key_file(&self) -> PathBuf {
+        self.data_dir.join("probe_key")
+    }
     /// `https://IP:PORT`: what agents and the CLI connect to.
     pub fn endpoint(&self) -> String {
         format!("https://{}", self.listen)
@@ -76,7 +84,12 @@ impl CoordinatorConfig {
 /// `kvs-agent --config` file.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentConfig {
-    pub coordinator: String,
+    /// The one coordinator (a single-node cluster); otherwise `coordinators`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<String>,
+    /// Every coordinator node (a replicated cluster); the agent follows the leader.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub coordinators: Vec<String>,
     pub ca_file: PathBuf,
     pub join_token_file: PathBuf,
     pub zone: String,
@@ -102,6 +115,16 @@ pub struct EnginePaths {
 }
 
 impl AgentConfig {
+    /// Points the agent at `endpoints`: `coordinator` for one, `coordinators` for several.
+    pub fn set_coordinators(&mut self, endpoints: &[String]) {
+        if let [one] = endpoints {
+            self.coordinator = Some(one.clone());
+            self.coordinators.clear();
+        } else {
+            self.coordinator = None;
+            self.coordinators = endpoints.to_vec();
+        }
+    }
     /// Where the agent keeps an instance's files (engine.conf, users.acl, engine.log, AOF).
     pub fn instance_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("instances").join(name)
@@ -138,8 +161,27 @@ pub fn port_preferring(address: Ipv4Addr, preferred: u16) -> Result<u16> {
 
 /// The coordinator's config for a cluster in `dir` on `slot` (slot 0 prefers ports 7400/7500).
 pub fn coordinator_config(dir: &Path, slot: &Slot, cluster_id: &str) -> Result<CoordinatorConfig> {
-    let address = slot.coordinator_address();
-    let (listen_port, raft_port) = if slot.index == 0 {
+    coordinator_node_config(dir, slot, cluster_id, 0)
+}
+
+/// `<dir>/coordinator` for node 1 (index 0), `<dir>/coordinator-N` for node N.
+pub fn coordinator_dir(dir: &Path, index: usize) -> PathBuf {
+    match index {
+        0 => dir.join("coordinator"),
+        _ => dir.join(format!("coordinator-{}", index + 1)),
+    }
+}
+
+/// Coordinator node `index`'s config (node id `index + 1`, address 127.0.k.(1 + index)); nodes
+/// after the first join the first one.
+pub fn coordinator_node_config(
+    dir: &Path,
+    slot: &Slot,
+    cluster_id: &str,
+    index: usize,
+) -> Result<CoordinatorConfig> {
+    let address = slot.coordinator_node_address(index);
+    let (listen_port, raft_port) = if slot.index == 0 && index == 0 {
         (
             port_preferring(address, 7400)?,
             port_preferring(address, 7500)?,
@@ -148,13 +190,14 @@ pub fn coordinator_config(dir: &Path, slot: &Slot, cluster_id: &str) -> Result<C
         (free_port(address)?, free_port(address)?)
     };
     Ok(CoordinatorConfig {
-        node_id: 1,
+        node_id: index as u64 + 1,
         cluster_id: cluster_id.to_string(),
-        data_dir: dir.join("coordinator").join("data"),
+        data_dir: coordinator_dir(dir, index).join("data"),
         listen: (address, listen_port).into(),
         raft_listen: (address, raft_port).into(),
         tls_names: vec!["localhost".into()],
         agent_silence_timeout: "5s".into(),
+        join: None,
         ha: HaSettings::default(),
     })
 }
@@ -170,7 +213,8 @@ pub fn agent_config(
     let zone = ZONES[index];
     let address = slot.host_address(index);
     AgentConfig {
-        coordinator: coordinator.endpoint(),
+        coordinator: Some(coordinator.endpoint()),
+        coordinators: Vec::new(),
         ca_file: coordinator.ca_file(),
         join_token_file: coordinator.join_token_file(),
         zone: zone.to_string(),
@@ -194,7 +238,8 @@ mod tests {
     #[test]
     fn agent_config_renders_the_contract_keys() {
         let config = AgentConfig {
-            coordinator: "https://127.0.0.1:7400".into(),
+            coordinator: Some("https://127.0.0.1:7400".into()),
+            coordinators: Vec::new(),
             ca_file: "/d/ca.pem".into(),
             join_token_file: "/d/join-token".into(),
             zone: "a".into(),
@@ -219,6 +264,36 @@ mod tests {
         assert!(
             !text.contains("ssh_host_key_file"),
             "unset keys keep the agent default"
+        );
+    }
+
+    #[test]
+    fn agents_get_one_coordinator_or_all_of_them() {
+        let slot = Slot::claim_any().expect("slot");
+        let dir = Path::new("/d");
+        let binaries = Binaries {
+            coordinator: "/bin/kvs-coordinator".into(),
+            agent: "/bin/kvs-agent".into(),
+            cli: None,
+            valkey_server: None,
+            redis_server: None,
+        };
+        let first = coordinator_config(dir, &slot, "c1").expect("config");
+        let second = coordinator_node_config(dir, &slot, "c1", 1).expect("config");
+        assert_eq!(second.node_id, 2);
+        assert_eq!(second.listen.ip(), slot.coordinator_node_address(1));
+        assert!(second.data_dir.starts_with("/d/coordinator-2"));
+        let mut agent = agent_config(dir, &slot, 0, &first, &binaries);
+        let one = toml::to_string(&agent).expect("toml");
+        assert!(
+            one.contains("coordinator = \"https://") && !one.contains("coordinators"),
+            "{one}"
+        );
+        agent.set_coordinators(&[first.endpoint(), second.endpoint()]);
+        let many = toml::to_string(&agent).expect("toml");
+        assert!(
+            many.contains("coordinators = [") && !many.contains("coordinator = "),
+            "{many}"
         );
     }
 

@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod engine_client;
+pub mod ha_testing;
 pub mod netns;
 pub mod process;
 pub mod profile;

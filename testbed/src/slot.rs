@@ -6,6 +6,8 @@
 //!   slot k   (tests, k ≥ 1)      coordinator 127.0.k.1    hosts 127.0.k.11  127.0.k.12  127.0.k.13
 //! ```
 //!
+//! A replicated coordinator adds nodes 2 and 3 at 127.0.k.2 and 127.0.k.3.
+//!
 //! A slot is claimed with an exclusive lock on `$TMPDIR/kvs-testbed-slots/<k>.lock`; the kernel
 //! releases it when the process exits, however it exits. Linux routes all of 127.0.0.0/8 to `lo`.
 
@@ -61,6 +63,13 @@ impl Slot {
     /// The coordinator's address: 127.0.0.1 for slot 0, else 127.0.k.1.
     pub fn coordinator_address(&self) -> Ipv4Addr {
         Ipv4Addr::new(127, 0, self.index, 1)
+    }
+
+    /// Coordinator node `node`'s address (0-based): 127.0.k.(1 + node); node 0 is
+    /// [`Slot::coordinator_address`].
+    pub fn coordinator_node_address(&self, node: usize) -> Ipv4Addr {
+        let last = 1 + u8::try_from(node).expect("at most a few coordinators per cluster");
+        Ipv4Addr::new(127, 0, self.index, last)
     }
 
     /// Host i's address (127.0.k.11 + i).

@@ -4,6 +4,7 @@
 //! ```text
 //!   <host dir>/ssh/ssh_host_ed25519_key{,.pub}   generated per host; the agent registers the .pub
 //!   <host dir>/ssh/authorized_keys               restrict,command="/bin/sh …/forced-command.sh" <probe key>
+//!                                                (one line per coordinator node's probe key)
 //!   <host dir>/ssh/forced-command.sh             dispatch on $SSH_ORIGINAL_COMMAND (below)
 //!   <host dir>/ssh/sshd_config                   ListenAddress <host address>, Port, AllowUsers <user>
 //!   <cluster>/logs/sshd-<zone>.log               sshd -D -e output; ssh-commands-<zone>.log: each command
@@ -55,7 +56,7 @@ pub struct SshdSpec {
     pub listen: SocketAddr,
     /// The only user allowed in (the coordinators' `probe_user`).
     pub user: String,
-    /// The coordinators' probe public key line (`probe_key.pub`).
+    /// The coordinators' probe public key lines (every node's `probe_key.pub`, one a line).
     pub probe_public_key: String,
     /// Run by the forced command on `restart-agent`.
     pub restart_script: PathBuf,
@@ -89,18 +90,21 @@ impl Sshd {
         }
         let forced = spec.dir.join("forced-command.sh");
         std::fs::write(&forced, forced_command(&spec))?;
-        let probe = spec.probe_public_key.trim();
-        ensure!(
-            probe.starts_with("ssh-") && !probe.contains('\n'),
-            "the probe public key is not one OpenSSH key line: {probe:?}"
-        );
-        std::fs::write(
-            spec.dir.join("authorized_keys"),
-            format!(
-                "restrict,command=\"/bin/sh {}\" {probe}\n",
+        let mut authorized = String::new();
+        let keys = spec.probe_public_key.lines().map(str::trim);
+        for probe in keys.filter(|l| !l.is_empty()) {
+            ensure!(
+                probe.starts_with("ssh-"),
+                "the probe public key is not an OpenSSH key line: {probe:?}"
+            );
+            writeln!(
+                authorized,
+                "restrict,command=\"/bin/sh {}\" {probe}",
                 forced.display()
-            ),
-        )?;
+            )?;
+        }
+        ensure!(!authorized.is_empty(), "no probe public key");
+        std::fs::write(spec.dir.join("authorized_keys"), authorized)?;
         let mut config = String::new();
         let root_login = if spec.user == "root" {
             "forced-commands-only"

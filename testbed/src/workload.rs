@@ -9,6 +9,9 @@
 //!   loop: URL (GetCredentials) → connect (through the cluster's dialer) → SET k N; WAIT 1 1000
 //!         acknowledged (≥ 1 replica) → recorded · error → reconnect
 //! ```
+//!
+//! The URL is asked of the coordinator leader (several coordinators: found again after a leader
+//! change) without holding the cluster's lock; [`missing_writes`] reads the writes back with MGET.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,10 +21,16 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use anyhow::Context;
+use kvs_proto::pb;
+
 use crate::Cluster;
+use crate::cluster::Coordinators;
 
 /// Pause between reconnect attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// How many error messages the log keeps.
+pub const ERRORS_KEPT: usize = 10;
 /// How often the writer asks for the current URL, like `kvs run` watching the config vars.
 const URL_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -36,6 +45,8 @@ pub struct WriterLog {
     pub longest_pause: Duration,
     /// Errors (each followed by a reconnect).
     pub errors: u64,
+    /// The first [`ERRORS_KEPT`] errors: write number and message.
+    pub error_messages: Vec<(u64, String)>,
     /// When the first successful write landed on each URL (the URL rotates on failover).
     pub first_write_on: BTreeMap<String, Instant>,
     /// When the first replica-acknowledged write landed on each URL (after a failover this waits
@@ -88,14 +99,22 @@ async fn write_loop(
     let mut connection = None;
     let mut url = String::new();
     let mut last_success = Instant::now();
-    let (url_tx, mut url_rx) = tokio::sync::watch::channel(String::new());
+    // Looked up once: the URL is asked of the leader without holding the cluster's lock (a leader
+    // lookup may wait out an election, and the test needs the cluster meanwhile).
+    let (coordinators, dialer, ca) = {
+        let c = cluster.lock().await;
+        let handle = c.coordinators_handle().ok().cloned();
+        (handle, c.dialer().clone(), c.ca_pem().to_vec())
+    };
+    drop(cluster);
+    let (url_tx, url_rx) = tokio::sync::watch::channel(String::new());
     let watcher = tokio::spawn({
-        let cluster = cluster.clone();
+        let coordinators = coordinators.clone();
         let name = name.clone();
         let stop = stop.clone();
         async move {
             while !stop.load(Ordering::Relaxed) {
-                let current = { cluster.lock().await.url(&name).await };
+                let current = current_url(coordinators.as_ref(), &name).await;
                 if let Ok(current) = current {
                     url_tx.send_if_modified(|u| {
                         if *u != current {
@@ -115,24 +134,13 @@ async fn write_loop(
             connection = None; // the URL rotated: follow it, as an app restarted by `kvs run` would
         }
         if connection.is_none() {
-            let attempt = {
-                let cluster = cluster.lock().await;
-                match cluster.url(&name).await {
-                    Ok(current) => {
-                        url = current;
-                        Some((cluster.dialer().clone(), cluster.ca_pem().to_vec()))
-                    }
-                    Err(_) => None,
-                }
-            };
-            if let Some((dialer, ca)) = attempt {
-                // Whatever rotation happened so far is behind us now.
-                let _ = url_rx.borrow_and_update();
-                let mut rotated = url_rx.clone();
+            let attempt = current_url(coordinators.as_ref(), &name).await;
+            if let Ok(current) = attempt {
+                url = current;
                 // A connect to a dead primary is abandoned as soon as the URL rotates.
                 connection = tokio::select! {
                     c = dialer.redis(&url, &ca) => c.ok(),
-                    _ = rotated.changed() => None,
+                    () = rotated_away(url_rx.clone(), &url) => None,
                 };
             }
             if connection.is_none() {
@@ -144,7 +152,6 @@ async fn write_loop(
             continue;
         };
         n += 1;
-        let mut rotated = url_rx.clone();
         let op = async {
             redis::cmd("SET")
                 .arg(format!("{prefix}:{n}"))
@@ -162,7 +169,7 @@ async fn write_loop(
         // A write stuck on a dead primary is abandoned as soon as the URL rotates.
         let outcome = tokio::select! {
             result = op => result,
-            _ = rotated.changed() => Err(redis::RedisError::from((redis::ErrorKind::IoError, "the URL rotated"))),
+            () = rotated_away(url_rx.clone(), &url) => Err(redis::RedisError::from((redis::ErrorKind::IoError, "the URL rotated"))),
         };
         let mut log = log.lock().await;
         match outcome {
@@ -181,14 +188,43 @@ async fn write_loop(
                     log.unacknowledged += 1;
                 }
             }
-            Err(_) => {
+            Err(err) => {
                 log.errors += 1;
+                if log.error_messages.len() < ERRORS_KEPT {
+                    log.error_messages.push((n, err.to_string()));
+                }
                 connection = None;
             }
         }
     }
     let _ = watcher.await;
 }
+
+/// Resolves once the watched URL changes to one other than `from` (the watcher's first answer, the
+/// same URL, is no rotation; neither is the watcher ending at stop).
+async fn rotated_away(mut watched: tokio::sync::watch::Receiver<String>, from: &str) {
+    watched.borrow_and_update();
+    loop {
+        if watched.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let now = watched.borrow_and_update();
+        if !now.is_empty() && *now != from {
+            return;
+        }
+    }
+}
+
+/// The instance's URL, asked of the current coordinator leader (GetCredentials).
+async fn current_url(coordinators: Option<&Coordinators>, name: &str) -> anyhow::Result<String> {
+    let coordinators = coordinators.context("the coordinator has not started")?;
+    let reference = pb::InstanceRef { name: name.into() };
+    let mut admin = coordinators.leader_client().await?;
+    Ok(admin.get_credentials(reference).await?.into_inner().url)
+}
+
+/// Keys per MGET when checking writes.
+const CHECK_BATCH: usize = 500;
 
 /// Checks every acknowledged write of `log` is readable through `url`; returns the missing ones.
 pub async fn missing_writes(
@@ -199,14 +235,26 @@ pub async fn missing_writes(
 ) -> anyhow::Result<Vec<u64>> {
     let mut connection = cluster.dialer().redis(url, cluster.ca_pem()).await?;
     let mut missing = Vec::new();
-    for n in &log.acknowledged {
-        let value: Option<u64> = redis::cmd("GET")
-            .arg(format!("{prefix}:{n}"))
-            .query_async(&mut connection)
-            .await?;
-        if value != Some(*n) {
-            missing.push(*n);
+    let written: Vec<u64> = log.acknowledged.iter().copied().collect();
+    for batch in written.chunks(CHECK_BATCH) {
+        let mut mget = redis::cmd("MGET");
+        for n in batch {
+            mget.arg(format!("{prefix}:{n}"));
         }
+        let values: Vec<Option<u64>> = mget.query_async(&mut connection).await?;
+        anyhow::ensure!(
+            values.len() == batch.len(),
+            "MGET answered {} values for {} keys",
+            values.len(),
+            batch.len()
+        );
+        missing.extend(
+            batch
+                .iter()
+                .zip(values)
+                .filter(|(n, v)| *v != Some(**n))
+                .map(|(n, _)| *n),
+        );
     }
     Ok(missing)
 }

@@ -5,6 +5,8 @@
 //!   kill_host / restart_host       agent + engines (by PID)   every PID in the host's namespace
 //!   cut_off / heal                 -                          the host's switch port down / up
 //!   cut_off_coordinator / heal_…   -                          the coordinator's switch port
+//!   cut_off_coordinator_node(i)    -                          node i's switch port
+//!   kill / stop / restart node i   coordinators.rs            same
 //!   kill_engine_on (-9)            yes                        yes
 //!   freeze_engine_on / thaw_…      SIGSTOP / SIGCONT          same
 //!   kill_agent (-9) / start_agent  yes                        yes
@@ -52,9 +54,14 @@ impl Cluster {
         self.netns.as_ref()?.hosts.get(index)
     }
 
-    /// The coordinator's namespace (netns mode).
+    /// The coordinator's namespace (netns mode; several coordinators: node 1's).
     pub fn coordinator_netns(&self) -> Option<&Netns> {
-        Some(&self.netns.as_ref()?.coordinator)
+        self.coordinator_node_netns(0)
+    }
+
+    /// Coordinator node `index`'s namespace (netns mode).
+    pub fn coordinator_node_netns(&self, index: usize) -> Option<&Netns> {
+        self.netns.as_ref()?.coordinators.get(index)
     }
 
     /// The namespace the test's clients dial from (netns mode).
@@ -137,13 +144,26 @@ impl Cluster {
         self.set_port(ZONES.get(index).context("no such host")?, true)
     }
 
-    /// Cuts the coordinator off from every host and from the test's clients.
+    /// Cuts the coordinator (node 1 of several) off from every host and from the test's clients.
     pub fn cut_off_coordinator(&self) -> Result<()> {
-        self.set_port("coord", false)
+        self.cut_off_coordinator_node(0)
     }
 
     pub fn heal_coordinator(&self) -> Result<()> {
-        self.set_port("coord", true)
+        self.heal_coordinator_node(0)
+    }
+
+    /// Cuts coordinator node `index` off from its peers, the hosts and the test's clients: its
+    /// switch port goes down.
+    pub fn cut_off_coordinator_node(&self, index: usize) -> Result<()> {
+        self.check_coordinator_index(index)?;
+        self.set_port(&super::netns_mode::coordinator_label(index), false)
+    }
+
+    /// Reconnects coordinator node `index`.
+    pub fn heal_coordinator_node(&self, index: usize) -> Result<()> {
+        self.check_coordinator_index(index)?;
+        self.set_port(&super::netns_mode::coordinator_label(index), true)
     }
 
     fn set_port(&self, label: &str, up: bool) -> Result<()> {
@@ -244,7 +264,7 @@ impl Cluster {
         ssh.args([
             "netns",
             "exec",
-            &hosts.coordinator.name,
+            &hosts.coordinators[0].name,
             "ssh",
             "-F",
             "/dev/null",

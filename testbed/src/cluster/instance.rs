@@ -33,7 +33,8 @@ impl Cluster {
     ) -> Result<pb::Instance> {
         let (plan, app) = (request.plan.clone(), request.app.clone());
         let instance = self
-            .admin()?
+            .leader_admin()
+            .await?
             .create_instance(request)
             .await
             .with_context(|| format!("CreateInstance(plan {plan}, app {app})"))?
@@ -46,7 +47,8 @@ impl Cluster {
     pub async fn instance(&self, name: &str) -> Result<pb::Instance> {
         let reference = pb::InstanceRef { name: name.into() };
         Ok(self
-            .admin()?
+            .leader_admin()
+            .await?
             .get_instance(reference)
             .await
             .with_context(|| format!("GetInstance({name})"))?
@@ -56,13 +58,13 @@ impl Cluster {
     /// Waits until the instance's status is `available` and its URL accepts a TLS connection
     /// (the coordinator's view may run a report ahead of the front).
     pub async fn wait_available(&mut self, name: &str, timeout: Duration) -> Result<pb::Instance> {
-        let client = self.admin()?;
+        let leader = self.coordinators_handle()?.clone();
         let ca = self.ca_pem.clone();
         let dialer = self.dialer.clone();
         let nodes = &mut self.agents;
         wait_until(&format!("instance {name} to be available"), timeout, || {
             let alive: Result<Vec<()>> = nodes.iter_mut().map(|n| n.check_alive()).collect();
-            let mut client = client.clone();
+            let leader = leader.clone();
             let ca = ca.clone();
             let name = name.to_string();
             let dialer = dialer.clone();
@@ -70,6 +72,10 @@ impl Cluster {
                 if let Err(err) = alive {
                     return Probe::Fatal(err);
                 }
+                let mut client = match leader.leader_client().await {
+                    Ok(client) => client,
+                    Err(err) => return Probe::Pending(format!("{err:#}")),
+                };
                 let instance = match client.get_instance(pb::InstanceRef { name }).await {
                     Ok(reply) => reply.into_inner(),
                     Err(status) if status.code() == tonic::Code::NotFound => {
@@ -95,7 +101,8 @@ impl Cluster {
     pub async fn url(&self, name: &str) -> Result<String> {
         let reference = pb::InstanceRef { name: name.into() };
         let credentials = self
-            .admin()?
+            .leader_admin()
+            .await?
             .get_credentials(reference)
             .await
             .with_context(|| format!("GetCredentials({name})"))?;
@@ -115,7 +122,8 @@ impl Cluster {
             name: name.into(),
             confirm: name.into(),
         };
-        self.admin()?
+        self.leader_admin()
+            .await?
             .destroy_instance(request)
             .await
             .with_context(|| format!("DestroyInstance({name})"))?;
@@ -183,7 +191,8 @@ impl Cluster {
     pub async fn list_instances(&self, app: &str) -> Result<Vec<pb::Instance>> {
         let request = pb::ListInstancesRequest { app: app.into() };
         let mut instances = self
-            .admin()?
+            .leader_admin()
+            .await?
             .list_instances(request)
             .await
             .context("ListInstances")?
@@ -197,7 +206,8 @@ impl Cluster {
     pub async fn config_vars(&self, app: &str) -> Result<pb::ConfigVars> {
         let request = pb::AppRef { app: app.into() };
         Ok(self
-            .admin()?
+            .leader_admin()
+            .await?
             .get_config_vars(request)
             .await
             .with_context(|| format!("GetConfigVars({app})"))?

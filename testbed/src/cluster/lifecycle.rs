@@ -1,23 +1,25 @@
-//! Node lifecycle of a [`Cluster`]: (re)starting the coordinator and waiting until it serves,
-//! killing and restarting agents, waiting for every host to be up.
+//! Node lifecycle of a [`Cluster`]: (re)starting the (first) coordinator and waiting until it
+//! serves, killing and restarting agents, waiting for every host to be up. The other coordinator
+//! nodes of a replicated cluster: `coordinators.rs`.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use kvs_proto::pb;
 
-use super::{COORDINATOR_READY_TIMEOUT, Cluster, HOSTS_READY_TIMEOUT, Node};
+use super::{COORDINATOR_READY_TIMEOUT, Cluster, Coordinators, HOSTS_READY_TIMEOUT, Node};
 use crate::wait::{Probe, wait_until};
 
 impl Cluster {
-    /// Starts the coordinator (again) on its data dir and waits until it serves the admin API.
+    /// Starts the coordinator (node 1 of several) again on its data dir and waits until it
+    /// serves the admin API (ListHosts answers, through the leader).
     pub async fn start_coordinator(&mut self) -> Result<()> {
-        self.coordinator.start()?;
-        let ca_file = self.coordinator_config.ca_file();
-        let token_file = self.coordinator_config.admin_token_file();
-        let listen = self.coordinator_config.listen;
+        self.coordinators[0].start()?;
+        let ca_file = self.coordinator_configs[0].ca_file();
+        let token_file = self.coordinator_configs[0].admin_token_file();
+        let listen = self.coordinator_configs[0].listen;
         let dialer = self.dialer.clone();
-        let node = &mut self.coordinator;
+        let node = &mut self.coordinators[0];
         wait_until(
             "the coordinator to bootstrap and listen",
             COORDINATOR_READY_TIMEOUT,
@@ -48,14 +50,26 @@ impl Cluster {
         let token = std::fs::read_to_string(&token_file)
             .with_context(|| format!("reading {}", token_file.display()))?;
         self.admin_token = token.trim().to_string();
-        self.channel = Some(self.dialer.admin_channel(&self.endpoint(), &self.ca_pem)?);
-        let client = self.admin()?;
+        if self.leader.is_none() {
+            let channels = self
+                .coordinator_configs
+                .iter()
+                .map(|c| self.dialer.admin_channel(&c.endpoint(), &self.ca_pem))
+                .collect::<Result<Vec<_>>>()?;
+            let ids = self.coordinator_configs.iter().map(|c| c.node_id).collect();
+            self.leader = Some(Coordinators::new(channels, ids, self.admin_token.clone()));
+        }
+        let leader = self.coordinators_handle()?.clone();
         wait_until(
             "the coordinator to answer ListHosts",
             COORDINATOR_READY_TIMEOUT,
             || {
-                let mut client = client.clone();
+                let leader = leader.clone();
                 async move {
+                    let mut client = match leader.leader_client().await {
+                        Ok(client) => client,
+                        Err(err) => return Probe::Pending(format!("{err:#}")),
+                    };
                     match client.list_hosts(pb::ListHostsRequest {}).await {
                         Ok(_) => Probe::Ready(()),
                         Err(status) => Probe::Pending(format!("ListHosts: {status}")),
@@ -66,9 +80,9 @@ impl Cluster {
         .await
     }
 
-    /// `kill -9` of the coordinator.
+    /// `kill -9` of the coordinator (node 1 of several).
     pub fn kill_coordinator(&mut self) {
-        self.coordinator.kill_hard();
+        self.coordinators[0].kill_hard();
     }
 
     /// `kill -9` of the coordinator, then a restart on the same data dir; waits until hosts are up.
@@ -103,15 +117,19 @@ impl Cluster {
         count: usize,
         timeout: Duration,
     ) -> Result<Vec<pb::Host>> {
-        let client = self.admin()?;
+        let leader = self.coordinators_handle()?.clone();
         let nodes = &mut self.agents;
         wait_until(&format!("{count} hosts to be up"), timeout, || {
             let alive: Result<Vec<()>> = nodes.iter_mut().map(Node::check_alive).collect();
-            let mut client = client.clone();
+            let leader = leader.clone();
             async move {
                 if let Err(err) = alive {
                     return Probe::Fatal(err);
                 }
+                let mut client = match leader.leader_client().await {
+                    Ok(client) => client,
+                    Err(err) => return Probe::Pending(format!("{err:#}")),
+                };
                 match client.list_hosts(pb::ListHostsRequest {}).await {
                     Ok(reply) => {
                         let hosts = reply.into_inner().hosts;

@@ -1,10 +1,12 @@
-//! A real KVS cluster on this machine: one kvs-coordinator and up to three kvs-agents (zones a, b,
-//! c), each its own process with its own data directory, running real engines behind real TLS.
+//! A real KVS cluster on this machine: one kvs-coordinator (or three, replicated) and up to three
+//! kvs-agents (zones a, b, c), each its own process with its own data directory, running real
+//! engines behind real TLS.
 //!
 //! ```text
 //!   Cluster::start
 //!     ├─ claim an address slot (127.0.k.0/24)            ├─ spawn kvs-coordinator --config …
 //!     ├─ wait: ca.pem + admin-token written, port open, ListHosts answers
+//!     ├─ (coordinators: 3) nodes 2, 3 join node 1, one at a time: caught-up voters
 //!     ├─ spawn kvs-agent (zone a, 127.0.k.11) …          └─ wait: ListHosts shows every host "up"
 //!   … test …
 //!   Cluster::stop  (success: SIGTERM, bounded grace, SIGKILL, sweep; the temp dir is removed)
@@ -13,13 +15,19 @@
 //! ```
 //!
 //! [`NetworkMode::Netns`] puts the coordinator and each host in a network namespace with its own
-//! sshd (`netns_mode`); `faults` has the fault injection. Loopback stays the default.
+//! sshd (`netns_mode`); `faults` has the fault injection. Loopback stays the default. With several
+//! coordinators the admin helpers talk to the current leader (`leader`), and `coordinators` has
+//! the per-node lifecycle and faults.
 
+mod coordinators;
 mod faults;
 mod instance;
+mod leader;
 mod lifecycle;
 mod netns_mode;
 mod node;
+
+pub use leader::{Coordinators, LEADER_WAIT, STATUS_TIMEOUT};
 
 pub use netns_mode::{NetworkMode, PROBE_USER, SSH_PORT};
 
@@ -29,9 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tonic::transport::Channel;
 
-use crate::admin::{self, AdminClient};
+use crate::admin::AdminClient;
 use crate::binaries::Binaries;
 use crate::config::{self, AgentConfig, CoordinatorConfig, HaSettings};
 use crate::netns::dial::Dialer;
@@ -53,6 +60,8 @@ pub struct ClusterOptions {
     pub dir: Option<PathBuf>,
     /// Number of agents, 1..=3 (zones a, b, c).
     pub agents: usize,
+    /// Number of coordinator nodes, 1..=3 (3: a replicated coordinator; nodes 2 and 3 join node 1).
+    pub coordinators: usize,
     /// Address slot; `None`: the first free test slot (1..). The dev cluster uses 0.
     pub slot: Option<u8>,
     /// Written into the coordinator's config; refuses a data dir of another cluster.
@@ -68,6 +77,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             dir: None,
             agents: 3,
+            coordinators: 1,
             slot: None,
             cluster_id: "kvs-testbed".into(),
             network: NetworkMode::Loopback,
@@ -84,15 +94,17 @@ pub struct Cluster {
     temp: Option<tempfile::TempDir>,
     /// The claimed address block.
     slot: Slot,
-    coordinator_config: CoordinatorConfig,
-    coordinator: Node,
+    /// Coordinator node i has node id i + 1; node 0 bootstraps the cluster.
+    coordinator_configs: Vec<CoordinatorConfig>,
+    coordinators: Vec<Node>,
     agent_configs: Vec<AgentConfig>,
     agents: Vec<Node>,
     /// The cluster CA (PEM), read once the coordinator has bootstrapped.
     ca_pem: Vec<u8>,
     admin_token: String,
-    /// Shared lazily-connecting channel to the coordinator.
-    channel: Option<Channel>,
+    /// Lazily connecting channels to every coordinator node and the leader last seen; set once
+    /// node 0 has bootstrapped.
+    leader: Option<Coordinators>,
     /// Set by [`Cluster::stop`]; a drop without it is a failure and keeps the logs.
     stopped: bool,
     /// Where the test's own clients dial from (netns mode: the net namespace).
@@ -117,6 +129,10 @@ impl Cluster {
             (1..=ZONES.len()).contains(&options.agents),
             "agents must be 1..=3"
         );
+        anyhow::ensure!(
+            (1..=3).contains(&options.coordinators),
+            "coordinators must be 1..=3"
+        );
         crate::install_crypto_provider();
         let mode = netns_mode::resolve(options.network)?;
         let binaries = Binaries::locate()?;
@@ -137,32 +153,46 @@ impl Cluster {
         };
         std::fs::create_dir_all(dir.join("logs"))?;
         let netns = match mode {
-            NetworkMode::Netns => Some(netns_mode::NetnsHosts::create(&slot, options.agents)?),
+            NetworkMode::Netns => Some(netns_mode::NetnsHosts::create(
+                &slot,
+                options.agents,
+                options.coordinators,
+            )?),
             _ => None,
         };
-        let coordinator_config = match &netns {
-            Some(hosts) => hosts.coordinator_config(&dir, &options.cluster_id, &options.ha),
-            None => CoordinatorConfig {
-                ha: options.ha.clone(),
-                ..config::coordinator_config(&dir, &slot, &options.cluster_id)?
-            },
-        };
-        let coordinator_config_path = dir.join("coordinator").join("config.toml");
-        config::write_toml(&coordinator_config_path, &coordinator_config)?;
-        let mut coordinator = Node::new(
-            "coordinator",
-            &binaries.coordinator,
-            coordinator_config_path,
-            dir.join("logs/coordinator.log"),
-        );
-        if let Some(hosts) = &netns {
-            coordinator = hosts.coordinator_node(coordinator, &binaries.coordinator);
+        let mut coordinator_configs: Vec<CoordinatorConfig> = Vec::new();
+        let mut coordinators = Vec::new();
+        for index in 0..options.coordinators {
+            let mut config = match &netns {
+                Some(hosts) => {
+                    hosts.coordinator_config(&dir, &options.cluster_id, &options.ha, index)
+                }
+                None => CoordinatorConfig {
+                    ha: options.ha.clone(),
+                    ..config::coordinator_node_config(&dir, &slot, &options.cluster_id, index)?
+                },
+            };
+            if index > 0 {
+                config.join = Some(coordinator_configs[0].endpoint());
+            }
+            let path = config::coordinator_dir(&dir, index).join("config.toml");
+            config::write_toml(&path, &config)?;
+            let name = coordinator_name(index);
+            let log = dir.join(format!("logs/{name}.log"));
+            let mut node = Node::new(&name, &binaries.coordinator, path, log);
+            if let Some(hosts) = &netns {
+                node = hosts.coordinator_node(node, &binaries.coordinator, index);
+            }
+            coordinators.push(node);
+            coordinator_configs.push(config);
         }
+        let endpoints: Vec<String> = coordinator_configs.iter().map(|c| c.endpoint()).collect();
         let mut agent_configs = Vec::new();
         let mut agents = Vec::new();
         for (index, zone) in ZONES.iter().enumerate().take(options.agents) {
             let mut config =
-                config::agent_config(&dir, &slot, index, &coordinator_config, &binaries);
+                config::agent_config(&dir, &slot, index, &coordinator_configs[0], &binaries);
+            config.set_coordinators(&endpoints);
             if let Some(hosts) = &netns {
                 hosts.adapt_agent_config(&mut config, index, &dir);
             }
@@ -181,24 +211,25 @@ impl Cluster {
             Some(hosts) => Dialer::Netns(std::sync::Arc::new(hosts.network.client().path())),
             None => Dialer::Direct,
         };
-        tracing::info!(dir = %dir.display(), slot = slot.index, agents = options.agents, ?mode, "starting cluster");
+        tracing::info!(dir = %dir.display(), slot = slot.index, agents = options.agents, coordinators = options.coordinators, ?mode, "starting cluster");
         let mut cluster = Cluster {
             dir,
             temp,
             slot,
-            coordinator_config,
-            coordinator,
+            coordinator_configs,
+            coordinators,
             agent_configs,
             agents,
             ca_pem: Vec::new(),
             admin_token: String::new(),
-            channel: None,
+            leader: None,
             stopped: false,
             dialer,
             netns,
         };
         // From here on a failure drops `cluster`, which kills what started and reports the logs.
         cluster.start_coordinator().await?;
+        cluster.join_coordinators().await?;
         cluster.start_sshds().await?;
         for index in 0..cluster.agents.len() {
             cluster.agents[index].start()?;
@@ -210,32 +241,44 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// An admin client with the cluster's admin token.
+    /// An admin client with the cluster's admin token, for the coordinator (several: the leader
+    /// last found; [`Cluster::leader_admin`] looks it up first).
     pub fn admin(&self) -> Result<AdminClient> {
         self.admin_with_token(Some(&self.admin_token))
     }
 
     /// An admin client with any token (None: no authorization header), for the auth tests.
     pub fn admin_with_token(&self, token: Option<&str>) -> Result<AdminClient> {
-        let channel = self
-            .channel
-            .clone()
-            .ok_or_else(|| anyhow!("the coordinator has not started"))?;
-        admin::client(channel, token)
+        let leader = self.coordinators_handle()?;
+        leader.client_with_token(leader.cached(), token)
+    }
+
+    /// An admin client for the current coordinator leader (one coordinator: that one, at once).
+    pub async fn leader_admin(&self) -> Result<AdminClient> {
+        self.coordinators_handle()?.leader_client().await
+    }
+
+    /// The admin channels of every coordinator node and the leader lookup.
+    pub fn coordinators_handle(&self) -> Result<&Coordinators> {
+        self.leader
+            .as_ref()
+            .ok_or_else(|| anyhow!("the coordinator has not started"))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// The coordinator's endpoint (several: the leader last found).
     pub fn endpoint(&self) -> String {
-        self.coordinator_config.endpoint()
+        let index = self.leader.as_ref().map_or(0, Coordinators::cached);
+        self.coordinator_configs[index].endpoint()
     }
     pub fn ca_pem(&self) -> &[u8] {
         &self.ca_pem
     }
     /// The CA bundle file (what `--cacert` and the CLI profile point at).
     pub fn ca_path(&self) -> PathBuf {
-        self.coordinator_config.ca_file()
+        self.coordinator_configs[0].ca_file()
     }
     pub fn admin_token(&self) -> &str {
         &self.admin_token
@@ -251,14 +294,19 @@ impl Cluster {
     }
     /// Every node's log file.
     pub fn log_paths(&self) -> Vec<PathBuf> {
-        std::iter::once(&self.coordinator)
+        self.coordinators
+            .iter()
             .chain(&self.agents)
             .map(|n| n.log_path.clone())
             .collect()
     }
-    /// `Err` naming the first node that has exited.
+    /// `Err` naming the first node that has exited (a coordinator node the test killed or stopped
+    /// on purpose does not count).
     pub fn check_alive(&mut self) -> Result<()> {
-        self.coordinator.check_alive()?;
+        self.coordinators
+            .iter_mut()
+            .filter(|n| n.has_incarnation())
+            .try_for_each(Node::check_alive)?;
         self.agents.iter_mut().try_for_each(Node::check_alive)
     }
 
@@ -267,7 +315,15 @@ impl Cluster {
         for agent in &mut self.agents {
             agent.stop().await;
         }
-        self.coordinator.stop().await;
+        if self.coordinators.len() > 1 {
+            // All at once: a node's graceful shutdown may wait for its peers' connections.
+            for pid in self.coordinators.iter().filter_map(Node::pid) {
+                process::signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        for coordinator in &mut self.coordinators {
+            coordinator.stop().await;
+        }
         self.teardown_netns();
         process::sweep_dir(&self.dir);
         self.stopped = true;
@@ -294,12 +350,22 @@ impl Cluster {
     }
 }
 
+/// `coordinator` for node 1 (index 0), `coordinator-N` for node N: node and log names.
+fn coordinator_name(index: usize) -> String {
+    match index {
+        0 => "coordinator".into(),
+        _ => format!("coordinator-{}", index + 1),
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for agent in &mut self.agents {
             agent.kill_all();
         }
-        self.coordinator.kill_all();
+        for coordinator in &mut self.coordinators {
+            coordinator.kill_all();
+        }
         self.teardown_netns();
         process::sweep_dir(&self.dir);
         let failed = !self.stopped || std::thread::panicking();

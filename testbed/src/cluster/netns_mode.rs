@@ -5,8 +5,9 @@
 //! ```text
 //!   Cluster::start (netns)
 //!     ├─ Network::create: kvstbN-net + bridge; kvstbN-coord 10.77.N.1; kvstbN-{a,b,c} 10.77.N.11-13
+//!     │    (replicated: also kvstbN-coord2 10.77.N.2 and kvstbN-coord3 10.77.N.3)
 //!     ├─ coordinator: ip netns exec kvstbN-coord kvs-coordinator (API :7400, Raft :7500)
-//!     ├─ probe key: <coordinator data>/probe_key.pub (the coordinator's; generated if it made none)
+//!     ├─ probe keys: <coordinator data>/probe_key.pub of every node (generated if node 1 made none)
 //!     ├─ per host: ssh host key, authorized_keys (forced command), sshd on 10.77.N.1x:22
 //!     └─ per host: ip netns exec kvstbN-x /bin/sh agent-run.sh  (writes agent.pid, execs kvs-agent,
 //!        engines on 127.0.0.1 inside the namespace)
@@ -29,7 +30,7 @@ use crate::slot::{Slot, ZONES};
 use crate::sshd::{self, Sshd, SshdSpec};
 use crate::wait::{Probe, wait_until};
 
-/// Last octet of the coordinator's address (10.77.N.1); hosts are 11, 12, 13.
+/// Last octet of the coordinator's address (10.77.N.1; nodes 2 and 3: .2, .3); hosts are 11-13.
 const COORDINATOR_OCTET: u8 = 1;
 const FIRST_HOST_OCTET: u8 = 11;
 /// Fixed ports: every namespace has its own port space.
@@ -74,56 +75,64 @@ pub(super) fn resolve(mode: NetworkMode) -> Result<NetworkMode> {
 /// The netns-mode parts of a cluster: namespaces, the sshd of every host, the launch scripts.
 pub(super) struct NetnsHosts {
     pub network: Network,
-    pub coordinator: Netns,
+    /// Coordinator node i's namespace (`coord`, `coord2`, `coord3`).
+    pub coordinators: Vec<Netns>,
     pub hosts: Vec<Netns>,
     /// Host i's sshd, once started.
     pub sshd: Vec<Option<Sshd>>,
 }
 
 impl NetnsHosts {
-    /// Creates the namespaces for a coordinator and `agents` hosts.
-    pub fn create(slot: &Slot, agents: usize) -> Result<NetnsHosts> {
+    /// Creates the namespaces for `coordinators` coordinator nodes and `agents` hosts.
+    pub fn create(slot: &Slot, agents: usize, coordinators: usize) -> Result<NetnsHosts> {
         let mut network = Network::create(slot)?;
-        let coordinator = network.add_member("coord", COORDINATOR_OCTET)?;
+        let mut namespaces = Vec::new();
+        for index in 0..coordinators {
+            namespaces
+                .push(network.add_member(&coordinator_label(index), coordinator_octet(index))?);
+        }
         let mut hosts = Vec::new();
         for (index, zone) in ZONES.iter().enumerate().take(agents) {
             hosts.push(network.add_member(zone, host_octet(index))?);
         }
         Ok(NetnsHosts {
             network,
-            coordinator,
+            coordinators: namespaces,
             hosts,
             sshd: (0..agents).map(|_| None).collect(),
         })
     }
 
-    pub fn coordinator_address(&self) -> Ipv4Addr {
-        self.network.address(COORDINATOR_OCTET)
+    pub fn coordinator_address(&self, index: usize) -> Ipv4Addr {
+        self.network.address(coordinator_octet(index))
     }
 
     pub fn host_address(&self, index: usize) -> Ipv4Addr {
         self.network.address(host_octet(index))
     }
 
-    /// The coordinator's config: fixed ports on its namespace address, probes on port 22 as root.
+    /// Coordinator node `index`'s config: fixed ports on its namespace address, probes on port 22
+    /// as root.
     pub fn coordinator_config(
         &self,
         dir: &Path,
         cluster_id: &str,
         ha: &HaSettings,
+        index: usize,
     ) -> CoordinatorConfig {
-        let address = self.coordinator_address();
+        let address = self.coordinator_address(index);
         let mut ha = ha.clone();
         ha.probe_port = Some(SSH_PORT);
         ha.probe_user = Some(PROBE_USER.into());
         CoordinatorConfig {
-            node_id: 1,
+            node_id: index as u64 + 1,
             cluster_id: cluster_id.to_string(),
-            data_dir: dir.join("coordinator").join("data"),
+            data_dir: crate::config::coordinator_dir(dir, index).join("data"),
             listen: SocketAddr::from((address, API_PORT)),
             raft_listen: SocketAddr::from((address, RAFT_PORT)),
             tls_names: vec!["localhost".into()],
             agent_silence_timeout: "5s".into(),
+            join: None,
             ha,
         }
     }
@@ -135,11 +144,11 @@ impl NetnsHosts {
         config.ssh_host_key_file = Some(ssh_dir(dir, index).join("ssh_host_ed25519_key.pub"));
     }
 
-    /// The coordinator's node, launched inside its namespace.
-    pub fn coordinator_node(&self, node: Node, program: &Path) -> Node {
+    /// Coordinator node `index`, launched inside its namespace.
+    pub fn coordinator_node(&self, node: Node, program: &Path, index: usize) -> Node {
         let config = node.config_path.to_string_lossy().into_owned();
         let args = ip_exec(
-            &self.coordinator,
+            &self.coordinators[index],
             &[&program.to_string_lossy(), "--config", &config],
         );
         node.launched_with(&netns::ip_program(), args, None)
@@ -154,6 +163,18 @@ impl NetnsHosts {
         let args = ip_exec(&self.hosts[index], &["/bin/sh", &run]);
         Ok(node.launched_with(&netns::ip_program(), args, Some(scripts.pid_file)))
     }
+}
+
+/// The namespace member label of coordinator node `index`: `coord`, `coord2`, `coord3`.
+pub(super) fn coordinator_label(index: usize) -> String {
+    match index {
+        0 => "coord".into(),
+        _ => format!("coord{}", index + 1),
+    }
+}
+
+fn coordinator_octet(index: usize) -> u8 {
+    COORDINATOR_OCTET + u8::try_from(index).expect("at most three coordinators")
 }
 
 fn host_octet(index: usize) -> u8 {
@@ -237,30 +258,36 @@ echo "kvs-agent restarted"
 }
 
 impl Cluster {
-    /// Netns mode, after the coordinator serves: every host's sshd, authorizing the probe key.
+    /// Netns mode, after the coordinators serve: every host's sshd, authorizing every coordinator
+    /// node's probe key.
     pub(super) async fn start_sshds(&mut self) -> Result<()> {
         let Some(hosts) = self.netns.as_ref() else {
             return Ok(());
         };
-        let key = self.probe_key_path();
-        let public = PathBuf::from(format!("{}.pub", key.display()));
-        let found = wait_until("the coordinator's probe key", PROBE_KEY_TIMEOUT, || {
-            let exists = public.exists();
-            async move {
-                if exists {
-                    Probe::Ready(())
-                } else {
-                    Probe::Pending("no probe_key.pub yet".into())
+        let mut probe_public_key = String::new();
+        for index in 0..self.coordinator_configs.len() {
+            let key = self.probe_key_path_of(index);
+            let public = PathBuf::from(format!("{}.pub", key.display()));
+            let found = wait_until("the coordinator's probe key", PROBE_KEY_TIMEOUT, || {
+                let exists = public.exists();
+                async move {
+                    if exists {
+                        Probe::Ready(())
+                    } else {
+                        Probe::Pending(format!("no probe_key.pub of node {} yet", index + 1))
+                    }
                 }
+            })
+            .await;
+            if found.is_err() && !key.exists() && index == 0 {
+                tracing::warn!(key = %key.display(), "the coordinator wrote no probe key; the testbed generates one (are its probes wired?)");
+                sshd::keygen(&key, "kvs-probe (testbed)")?;
             }
-        })
-        .await;
-        if found.is_err() && !key.exists() {
-            tracing::warn!(key = %key.display(), "the coordinator wrote no probe key; the testbed generates one (are its probes wired?)");
-            sshd::keygen(&key, "kvs-probe (testbed)")?;
+            let line = std::fs::read_to_string(&public)
+                .with_context(|| format!("reading {}", public.display()))?;
+            probe_public_key.push_str(line.trim());
+            probe_public_key.push('\n');
         }
-        let probe_public_key = std::fs::read_to_string(&public)
-            .with_context(|| format!("reading {}", public.display()))?;
         let mut started = Vec::new();
         for (index, zone) in ZONES.iter().enumerate().take(hosts.hosts.len()) {
             let spec = SshdSpec {
@@ -293,8 +320,13 @@ impl Cluster {
         }
     }
 
-    /// The coordinator's probe private key (`<data_dir>/probe_key`).
+    /// The coordinator's probe private key (`<data_dir>/probe_key`; several: node 1's).
     pub fn probe_key_path(&self) -> PathBuf {
-        self.coordinator_config.data_dir.join("probe_key")
+        self.probe_key_path_of(0)
+    }
+
+    /// Coordinator node `index`'s probe private key.
+    pub fn probe_key_path_of(&self, index: usize) -> PathBuf {
+        self.coordinator_configs[index].probe_key_file()
     }
 }

@@ -102,6 +102,12 @@ impl Node {
         self.pid_file_process().map(|p| p.pid)
     }
 
+    /// Whether the testbed started an incarnation it has not killed or stopped since (it may
+    /// have exited on its own: see [`Node::check_alive`]).
+    pub fn has_incarnation(&self) -> bool {
+        self.process.is_some() || self.adopted.is_some()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.own_running() || self.adopt().is_some()
     }

@@ -207,6 +207,7 @@ pub async fn run_with_listeners(
         )),
         peer_tls: peer_client_tls,
         tick_now: tokio::sync::Notify::new(),
+        stopping: tokio_util::sync::CancellationToken::new(),
     });
     let _ = shared_cell.set(shared.clone());
     let reconciler = tokio::spawn(crate::leader::run(shared.clone(), stop_rx.clone()));
@@ -247,6 +248,7 @@ pub async fn run_with_listeners(
 
     shutdown.await;
     tracing::info!("shutting down");
+    shared.stopping.cancel();
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = raft_server.await;

@@ -309,13 +309,13 @@ mod tests {
         );
         config.ha = HaSettings {
             probe_interval: Some(Duration::from_millis(1500)),
-            probe_user: Some("root".into()),
+            probe_user: Some("kvs-test-ssh".into()),
             fence_after: Some(Duration::from_secs(5)),
             ..HaSettings::default()
         };
         let text = toml::to_string(&config).expect("toml");
         assert!(text.contains("probe_interval = \"1500ms\""), "{text}");
-        assert!(text.contains("probe_user = \"root\""), "{text}");
+        assert!(text.contains("probe_user = \"kvs-test-ssh\""), "{text}");
         assert!(text.contains("fence_after = \"5000ms\""), "{text}");
         assert!(!text.contains("confirmation_window"), "{text}");
     }

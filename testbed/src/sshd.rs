@@ -42,6 +42,56 @@ pub fn available() -> std::result::Result<(), String> {
     if crate::binaries::find_in_path("ssh-keygen").is_none() {
         return Err("ssh-keygen is not installed (openssh-client)".into());
     }
+    ensure_probe_login()
+}
+
+/// The login of the coordinators' probes on testbed hosts: a uid-0 alias whose shell is /bin/sh.
+/// sshd runs every command (the forced one included) through the login shell, and root's bash
+/// sources ~/.bashrc for ssh sessions: a slow ~/.bashrc (a stale pyenv lock, seen on this machine)
+/// made every probe and every `restart-agent` hang, and a host killed mid-command left the lock
+/// behind. /bin/sh reads no startup file. Root is still needed to restart the agent.
+pub const PROBE_LOGIN: &str = "kvs-test-ssh";
+
+/// Creates [`PROBE_LOGIN`] if missing (no password login, home /) and makes sure it is not locked.
+fn ensure_probe_login() -> std::result::Result<(), String> {
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !run("getent", &["passwd", PROBE_LOGIN]) {
+        let created = run(
+            "useradd",
+            &[
+                "-o",
+                "-u",
+                "0",
+                "-g",
+                "0",
+                "-M",
+                "-d",
+                "/",
+                "-s",
+                "/bin/sh",
+                "-p",
+                "*",
+                PROBE_LOGIN,
+            ],
+        );
+        if !created {
+            return Err(format!(
+                "cannot create the probe login {PROBE_LOGIN} (useradd; needs root)"
+            ));
+        }
+    }
+    // sshd refuses a locked account ("!"); "*" allows key logins only.
+    if !run("usermod", &["-p", "*", PROBE_LOGIN]) {
+        return Err(format!(
+            "cannot unlock the probe login {PROBE_LOGIN} (usermod)"
+        ));
+    }
     Ok(())
 }
 
@@ -106,7 +156,7 @@ impl Sshd {
         ensure!(!authorized.is_empty(), "no probe public key");
         std::fs::write(spec.dir.join("authorized_keys"), authorized)?;
         let mut config = String::new();
-        let root_login = if spec.user == "root" {
+        let root_login = if spec.user == "root" || spec.user == PROBE_LOGIN {
             "forced-commands-only"
         } else {
             "no"

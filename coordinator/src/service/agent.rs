@@ -25,6 +25,8 @@ use crate::state::{Command, Host};
 
 /// Desired-state messages queued per session before the sender waits.
 const SESSION_QUEUE_LENGTH: usize = 4;
+/// How often an open agent session checks that this node still leads.
+const LEADERSHIP_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Processes one observation may report; more is a malformed report.
 const PROCESSES_PER_REPORT_MAX: usize = 10_000;
 
@@ -127,6 +129,8 @@ async fn run_session(
     tracing::info!(host = %host_id, "agent session opened");
     let mut changes = shared.state.subscribe();
     let mut last_sent: Option<Vec<DesiredProcess>> = None;
+    let mut leadership_check = tokio::time::interval(LEADERSHIP_CHECK_INTERVAL);
+    leadership_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let desired = shared.read(|s| {
             (
@@ -162,6 +166,16 @@ async fn run_session(
             },
             changed = changes.changed() => if changed.is_err() { break },
             _ = tx.closed() => break,
+            _ = shared.stopping.cancelled() => break,
+            _ = leadership_check.tick() => {
+                // A node that lost leadership (or led only briefly after a restart) must not keep
+                // agents: their reports would feed no decision. Ending the stream with the
+                // leader's address sends the agent there.
+                if let Err(not_leader) = shared.ensure_leader().await {
+                    let _ = tx.send(Err(not_leader.into())).await;
+                    break;
+                }
+            }
         }
     }
     tracing::info!(host = %host_id, "agent session closed");

@@ -51,6 +51,7 @@ impl Config for ConfigService {
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() { break },
                     _ = tx.closed() => break,
+                    _ = shared.stopping.cancelled() => break,
                 }
             }
         });

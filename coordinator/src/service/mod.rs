@@ -57,6 +57,9 @@ pub struct Shared {
     pub peer_tls: tonic::transport::ClientTlsConfig,
     /// Wakes the leader's loop before its next tick (a report changed a decision input).
     pub tick_now: tokio::sync::Notify,
+    /// Cancelled when the node shuts down: long-lived streams (agent sessions, config watches)
+    /// end, so the server's graceful shutdown does not wait for them forever.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 pub type SharedRef = Arc<Shared>;

@@ -38,7 +38,7 @@ const API_PORT: u16 = 7400;
 const RAFT_PORT: u16 = 7500;
 pub const SSH_PORT: u16 = 22;
 /// The probe user on every host (see [`crate::sshd`]: forced-commands-only root).
-pub const PROBE_USER: &str = "root";
+pub const PROBE_USER: &str = crate::sshd::PROBE_LOGIN;
 /// Bound on the coordinator writing its probe key once it serves.
 const PROBE_KEY_TIMEOUT: Duration = Duration::from_secs(5);
 

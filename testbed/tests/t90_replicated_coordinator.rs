@@ -375,9 +375,8 @@ async fn t92_leader_killed_mid_failover_completes_it_exactly_once() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: a kvs-coordinator with open agent sessions does not exit on SIGTERM \
-            (it logs 'shutting down', then its graceful server shutdown waits for the agents' \
-            streaming Session RPCs, which never end; Raft keeps the leadership meanwhile)"]
+// Regression test: a coordinator with open agent sessions used to hang on SIGTERM (its graceful
+// server shutdown waited for the agents' streaming Session RPCs, which never ended).
 async fn t93_sigterm_stops_the_leader_promptly() -> Result<()> {
     kvs_testbed::init_test_tracing();
     let mut cluster = Cluster::start(ClusterOptions {

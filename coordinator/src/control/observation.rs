@@ -44,6 +44,10 @@ pub struct ProcessObservation {
     /// Derived by [`Observations::record`], leave `None` when building a report: since when (the
     /// leader's monotonic time) this standby has continuously reported it cannot hear its primary.
     pub link_down_since: Option<Duration>,
+    /// Derived by [`Observations::record`]: when (leader time) this standby last heard its primary,
+    /// from its last report with the link up (`at − master_last_io_seconds`). Once the engine
+    /// declares the link down it stops counting I/O, so this is what dates a link-down.
+    pub primary_heard_at: Option<Duration>,
     /// Derived by [`Observations::record`]: the offset this process last reported while running
     /// as master at `epoch` (kept across reports of a crashed engine, for the data-loss estimate).
     pub master_offset_last: Option<u64>,
@@ -66,6 +70,7 @@ impl ProcessObservation {
             connected_replicas: 0,
             fenced: false,
             link_down_since: None,
+            primary_heard_at: None,
             master_offset_last: None,
         }
     }
@@ -89,16 +94,27 @@ impl ProcessObservation {
 
     /// Fills the derived fields from the previous report of the same process, seen at `at`.
     fn carry_from(&mut self, previous: Option<&ProcessObservation>, at: Duration) {
+        let silent = Duration::from_secs(u64::try_from(self.master_last_io_seconds).unwrap_or(0));
+        self.primary_heard_at = if self.is_running_replica() && self.master_link_status == "up" {
+            Some(at.saturating_sub(silent))
+        } else {
+            previous.and_then(|p| p.primary_heard_at)
+        };
         self.link_down_since = if self.reports_link_down() {
-            // The engine says how long it has not heard its primary: the link has been down
-            // since then, not since this report arrived (the window counts from the last sign
-            // of life, like every other piece of evidence).
-            let silent =
-                Duration::from_secs(u64::try_from(self.master_last_io_seconds).unwrap_or(0));
+            // Since the standby last heard its primary, not since this report arrived (the window
+            // counts from the last sign of life, like every other piece of evidence): from the
+            // engine's own I/O age while the link is still "up", else from the last report that
+            // had the link up.
+            let heard = if self.master_link_status == "up" {
+                Some(at.saturating_sub(silent))
+            } else {
+                self.primary_heard_at
+            };
             Some(
                 previous
                     .and_then(|p| p.link_down_since)
-                    .unwrap_or(at.saturating_sub(silent)),
+                    .or(heard)
+                    .unwrap_or(at),
             )
         } else {
             None

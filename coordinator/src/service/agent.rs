@@ -212,6 +212,7 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
                 connected_replicas: p.connected_replicas,
                 fenced: p.fenced,
                 link_down_since: None,
+                primary_heard_at: None,
                 master_offset_last: None,
             },
         );

@@ -29,9 +29,10 @@ fn count(actions: &[HaAction], kind: &str) -> usize {
 fn t10_unreachable_119_s_no_failover_121_s_failover() {
     let mut sim = warm(1);
     sim.down.insert("ha".into());
-    // First failed probe, silent agent and standby link-down report: one step after the crash.
+    // The last sign of life (probe success, agent report, standby hearing its primary) is the step
+    // before the crash; the window counts from there. 119 s after it: no failover.
     let first = sim.run(1);
-    let until_119 = sim.run(119);
+    let until_119 = sim.run(118);
     assert_eq!(count(&[first, until_119].concat(), "begin_failover"), 0);
     let at_121 = sim.run(2);
     assert_eq!(commit_kinds(&at_121)[0], "begin_failover", "{at_121:?}");

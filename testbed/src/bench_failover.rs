@@ -5,7 +5,8 @@
 //! ```text
 //!   cut-off   cut the primary's host off → first answered write on the rotated URL, minus the window
 //!   engine    kill -9 the primary's engine → first answered PING (restarted in place, no failover)
-//!   planned   `kvs failover` → first write on the new primary; longest gap between two writes
+//!   planned   `kvs failover` → first write on the new primary; longest gap between two answered
+//!             writes of a client that does not WAIT
 //! ```
 //!
 //! The writer is `workload::Writer` (SET + WAIT 1 1000, following URL rotations like `kvs run`).
@@ -192,8 +193,8 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         .await?;
         engine_restart.push(back.duration_since(killed_at));
 
-        // Planned switchover.
-        let writer = Writer::start(cluster.clone(), &engine.name, "planned");
+        // Planned switchover, seen by a client that does not WAIT (the pause itself).
+        let writer = Writer::start_plain(cluster.clone(), &engine.name, "planned");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let asked_at = Instant::now();
         let mut admin = cluster.lock().await.admin()?;

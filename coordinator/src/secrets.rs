@@ -45,9 +45,6 @@ impl Secrets {
         })
     }
 
-    pub fn u64(&self) -> u64 {
-        self.with(|rng| rng.next_u64())
-    }
 
     pub fn instance_name(&self) -> String {
         let (a, b) = self.with(|rng| (rng.next_u64(), rng.next_u64()));

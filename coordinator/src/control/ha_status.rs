@@ -62,16 +62,6 @@ pub fn of(
     }
 }
 
-/// Without observations (a follower answering, or before the first report): N/A, Unavailable
-/// when required but none placed, else Syncing (placed, sync unknown).
-pub fn from_state(instance: &Instance) -> HaStatus {
-    match (instance.standby_required, instance.standbys.is_empty()) {
-        (false, true) => HaStatus::NotApplicable,
-        (true, true) => HaStatus::Unavailable,
-        (_, false) => HaStatus::Syncing,
-    }
-}
-
 /// The standby at `standby` runs as a replica of the current primary at the current epoch, hears
 /// it, and lags its reported offset by at most `max_lag_bytes`. Both hosts must be reporting.
 pub fn standby_in_sync(
@@ -127,14 +117,12 @@ mod tests {
             of(&premium.instances[NAME], &none, at, &config),
             HaStatus::Unavailable
         );
-        assert_eq!(from_state(&premium.instances[NAME]), HaStatus::Unavailable);
         let placed = cluster();
         assert_eq!(
             of(&placed.instances[NAME], &none, at, &config),
             HaStatus::Unavailable,
             "not alive"
         );
-        assert_eq!(from_state(&placed.instances[NAME]), HaStatus::Syncing);
         let mut sim = Sim::new(cluster());
         sim.lag.insert("hb".into(), 2 << 20);
         sim.run(10);

@@ -3,15 +3,9 @@
 use kvs_proto::pb;
 
 use crate::control::observation::HostLiveness;
-use crate::control::{HaStatus, Observations, ha_status};
+use crate::control::{HaStatus, Observations};
 use crate::state::{ClusterState, Instance};
 use std::time::Duration;
-
-/// An instance with the HA status the state alone tells (no sync information: "Syncing" once a
-/// standby is placed). The leader should prefer [`instance_with_ha`] with `ha_status::of`.
-pub fn instance(state: &ClusterState, i: &Instance) -> pb::Instance {
-    instance_with_ha(state, i, ha_status::from_state(i))
-}
 
 /// An instance with its HA status as the leader observes it.
 pub fn instance_with_ha(state: &ClusterState, i: &Instance, ha: HaStatus) -> pb::Instance {

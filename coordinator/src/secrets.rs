@@ -45,7 +45,6 @@ impl Secrets {
         })
     }
 
-
     pub fn instance_name(&self) -> String {
         let (a, b) = self.with(|rng| (rng.next_u64(), rng.next_u64()));
         kvs_proto::names::instance_name(a, b)

@@ -5,8 +5,10 @@
 //!        stored in data_dir (identity.rs)
 //!   Session (mTLS with the host cert) ◄─► Desired (down, full, versioned) / Observed (up, every
 //!        report_interval and on change)
-//!   on error: an UNAVAILABLE carrying `kvs-leader` redirects to the leader at once; otherwise the
-//!        next configured coordinator, with backoff once the whole list failed
+//!   finding the leader: the Session is opened with every configured coordinator at once; the
+//!        leader accepts, the others refuse with UNAVAILABLE carrying `kvs-leader` (followed if it
+//!        names a node not in the list); the first accepted stream wins, the rest are dropped.
+//!        Again at once when a session ends; with backoff when nobody accepted
 //! ```
 //!
 //! The runtime is told whether the session is up (`RuntimeHandle::set_coordinator_connected`):
@@ -17,7 +19,7 @@
 //! never make the agent delete an instance. The last applied state is cached in `desired.json`
 //! (0600: it holds passwords) so engines come back after an agent restart without the coordinator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,8 +43,13 @@ pub use desired::load_cached_desired;
 use desired::{CachedDesired, cache_path, validate_desired};
 pub use register::register;
 
-/// Connecting to a coordinator must finish within this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting to a coordinator must finish within this (TCP and TLS; a cut-off node never answers,
+/// and the other nodes are asked at the same time).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The Session call must be answered (accepted, or refused with the leader's address) within this.
+const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+/// A session shorter than this does not reset the backoff (a node that accepts, then steps down).
+const SHORT_SESSION: Duration = Duration::from_secs(5);
 /// Deadline of the Register RPC.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keepalive: a dead coordinator is noticed within interval + timeout.
@@ -50,8 +57,8 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnect backoff bounds.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Leader redirects followed in a row before falling back to the configured list with backoff.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Endpoints outside the configured list that redirects may add to one search.
 const MAX_REDIRECTS: usize = 3;
 /// Observed messages queued for the stream; when full, a report is dropped (the next is fresher).
 const UP_QUEUE_CAPACITY: usize = 16;
@@ -194,8 +201,9 @@ fn observed_message(
     }
 }
 
-/// Keeps a session open until `cancel`, reconnecting with backoff: the configured coordinators in
-/// turn, and the leader any of them points to.
+/// Keeps a session open until `cancel`: every configured coordinator is asked at once, the one that
+/// accepts (the leader) keeps the session; when it ends, the search starts again at once. A round in
+/// which nobody accepts, or a session that ends within [`SHORT_SESSION`], backs off.
 pub async fn session_loop(
     config: &Config,
     identity: &Identity,
@@ -203,55 +211,66 @@ pub async fn session_loop(
     runtime: &RuntimeHandle,
     cancel: &CancellationToken,
 ) {
-    let coordinators = &config.coordinators;
-    let Some(first) = coordinators.first() else {
+    if config.coordinators.is_empty() {
         tracing::error!("no coordinator configured");
         return;
-    };
-    // Index of the configured coordinator to try next; failures since the last good session.
-    let (mut next, mut failures, mut redirects) = (1 % coordinators.len(), 0usize, 0usize);
-    let mut endpoint = first.clone();
+    }
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&identity.ca_pem))
+        .identity(tonic::transport::Identity::from_pem(
+            &identity.cert_pem,
+            &identity.key_pem,
+        ));
+    let mut system = sysinfo::System::new();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut last_valid = BTreeMap::new();
     while !cancel.is_cancelled() {
-        let mut session = Session {
-            config,
-            identity,
+        let first = observed_message(
+            &identity.host_id,
+            &runtime.observed().borrow(),
             catalog,
-            runtime,
-            last_valid: &mut last_valid,
-            connected: false,
+            &mut system,
+        );
+        let search = open_any(&config.coordinators, &tls, first);
+        let found = tokio::select! {
+            _ = cancel.cancelled() => return,
+            found = search => found,
         };
-        let result = session.run(&endpoint, cancel).await;
-        runtime.set_coordinator_connected(false);
-        if session.connected {
-            backoff = RECONNECT_BACKOFF_MIN;
-            failures = 0;
-            redirects = 0;
-        }
-        match result {
-            Ok(()) => return,
-            Err(error) => {
-                // Nodes pointing at each other (an election in progress) must not spin.
-                let leader = error.leader().filter(|l| *l != endpoint);
-                if let Some(leader) = leader.filter(|_| redirects < MAX_REDIRECTS) {
-                    tracing::info!(%leader, "following the coordinator leader");
-                    redirects += 1;
-                    endpoint = leader;
-                    continue;
+        let healthy = match found {
+            Ok(open) => {
+                let endpoint = open.endpoint.clone();
+                runtime.set_coordinator_connected(true);
+                tracing::info!(%endpoint, host_id = %identity.host_id, "coordinator session open");
+                let opened_at = tokio::time::Instant::now();
+                let mut session = Session {
+                    config,
+                    identity,
+                    catalog,
+                    runtime,
+                    last_valid: &mut last_valid,
+                    system: &mut system,
+                };
+                let result = session.run(open, cancel).await;
+                runtime.set_coordinator_connected(false);
+                match result {
+                    Ok(()) => return,
+                    Err(error) => tracing::warn!(
+                        %endpoint, %error,
+                        "coordinator session ended; looking for the leader"
+                    ),
                 }
-                redirects = 0;
-                tracing::warn!(%endpoint, %error, "coordinator session failed");
-                endpoint = coordinators[next].clone();
-                next = (next + 1) % coordinators.len();
-                failures += 1;
-                // Each coordinator once without waiting, then back off.
-                if failures < coordinators.len() {
-                    continue;
-                }
+                opened_at.elapsed() >= SHORT_SESSION
             }
+            Err(errors) => {
+                tracing::warn!(errors = %errors.join("; "), "no coordinator accepted the session");
+                false
+            }
+        };
+        if healthy {
+            backoff = RECONNECT_BACKOFF_MIN;
+            continue;
         }
-        tracing::info!(retry_in = ?backoff, next = %endpoint, "waiting before reconnecting");
+        tracing::info!(retry_in = ?backoff, "waiting before looking for the leader again");
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
@@ -260,44 +279,105 @@ pub async fn session_loop(
     }
 }
 
+/// A session stream a coordinator accepted.
+struct OpenSession {
+    endpoint: String,
+    /// Kept with the stream: the connection lives as long as its client.
+    _client: AgentClient<Channel>,
+    up: mpsc::Sender<pb::AgentMessage>,
+    down: tonic::Streaming<pb::CoordinatorMessage>,
+}
+
+/// Opens a session with every endpoint at once and keeps the first one accepted; a node that
+/// names another leader (not yet tried) is asked too. The other attempts are dropped (a node that
+/// accepted late sees its stream close). Err: why each one failed.
+async fn open_any(
+    endpoints: &[String],
+    tls: &ClientTlsConfig,
+    first: pb::AgentMessage,
+) -> Result<OpenSession, Vec<String>> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut tried = BTreeSet::new();
+    let spawn = |attempts: &mut tokio::task::JoinSet<_>, endpoint: String| {
+        let (tls, first) = (tls.clone(), first.clone());
+        attempts.spawn(async move {
+            let opened = open_session(&endpoint, tls, first).await;
+            (endpoint, opened)
+        });
+    };
+    for endpoint in endpoints {
+        if tried.insert(endpoint.clone()) {
+            spawn(&mut attempts, endpoint.clone());
+        }
+    }
+    let mut errors = Vec::new();
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok((_, Ok(open))) => return Ok(open),
+            Ok((endpoint, Err(error))) => {
+                let redirect = error.leader();
+                errors.push(format!("{endpoint}: {error}"));
+                if let Some(leader) = redirect
+                    && tried.len() < endpoints.len() + MAX_REDIRECTS
+                    && tried.insert(leader.clone())
+                {
+                    tracing::info!(%leader, by = %endpoint, "following the coordinator leader");
+                    spawn(&mut attempts, leader);
+                }
+            }
+            Err(error) => errors.push(format!("session attempt: {error}")),
+        }
+    }
+    Err(errors)
+}
+
+/// Connects to `endpoint` and opens the Session stream, `first` as its first report.
+async fn open_session(
+    endpoint: &str,
+    tls: ClientTlsConfig,
+    first: pb::AgentMessage,
+) -> Result<OpenSession, ReportError> {
+    let channel = connect(endpoint, tls).await?;
+    let mut client =
+        AgentClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+    let (up, up_rx) = mpsc::channel(UP_QUEUE_CAPACITY);
+    let _ = up.try_send(first);
+    let call = client.session(ReceiverStream::new(up_rx));
+    let down = tokio::time::timeout(SESSION_OPEN_TIMEOUT, call)
+        .await
+        .map_err(|_| ReportError::Connect {
+            endpoint: endpoint.to_string(),
+            error: format!("no answer to the session within {SESSION_OPEN_TIMEOUT:?}"),
+        })??
+        .into_inner();
+    Ok(OpenSession {
+        endpoint: endpoint.to_string(),
+        _client: client,
+        up,
+        down,
+    })
+}
+
 struct Session<'a> {
     config: &'a Config,
     identity: &'a Identity,
     catalog: &'a Catalog,
     runtime: &'a RuntimeHandle,
     last_valid: &'a mut BTreeMap<String, DesiredProcess>,
-    /// The stream was established (resets the backoff).
-    connected: bool,
+    system: &'a mut sysinfo::System,
 }
 
 impl Session<'_> {
-    async fn run(&mut self, endpoint: &str, cancel: &CancellationToken) -> Result<(), ReportError> {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.identity.ca_pem))
-            .identity(tonic::transport::Identity::from_pem(
-                &self.identity.cert_pem,
-                &self.identity.key_pem,
-            ));
-        let channel = connect(endpoint, tls).await?;
-        let mut client =
-            AgentClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
-        let (up_tx, up_rx) = mpsc::channel(UP_QUEUE_CAPACITY);
-        let mut system = sysinfo::System::new();
+    /// Applies what comes down and reports every `report_interval` and on change, until the
+    /// stream breaks (Err) or `cancel` (Ok).
+    async fn run(
+        &mut self,
+        open: OpenSession,
+        cancel: &CancellationToken,
+    ) -> Result<(), ReportError> {
+        let OpenSession { up, mut down, .. } = open;
         let mut observed = self.runtime.observed();
-        let first = observed_message(
-            &self.identity.host_id,
-            &observed.borrow_and_update(),
-            self.catalog,
-            &mut system,
-        );
-        let _ = up_tx.try_send(first);
-        let mut down = client
-            .session(ReceiverStream::new(up_rx))
-            .await?
-            .into_inner();
-        self.connected = true;
-        self.runtime.set_coordinator_connected(true);
-        tracing::info!(%endpoint, host_id = %self.identity.host_id, "coordinator session open");
+        observed.mark_unchanged();
         let mut tick = tokio::time::interval(self.config.report_interval);
         loop {
             let send = tokio::select! {
@@ -320,9 +400,9 @@ impl Session<'_> {
                     &self.identity.host_id,
                     &observed.borrow_and_update(),
                     self.catalog,
-                    &mut system,
+                    self.system,
                 );
-                if up_tx.try_send(message).is_err() {
+                if up.try_send(message).is_err() {
                     tracing::debug!("report queue full; dropping one report");
                 }
             }

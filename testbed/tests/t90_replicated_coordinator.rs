@@ -37,6 +37,11 @@ const MAX_PAUSE: Duration = Duration::from_secs(3);
 const ISOLATED_WRITE: Duration = Duration::from_secs(5);
 /// Bound on a healed or restarted node catching up.
 const CATCH_UP: Duration = Duration::from_secs(30);
+/// t92 freezes the standby's agent this long before the window ends (less than the agent silence
+/// timeout, 5 s, minus a report interval, so the leader still counts the standby healthy).
+const FREEZE_BEFORE_WINDOW_END: Duration = Duration::from_secs(2);
+/// Bound on every agent reporting to the majority's leader (keepalive 4 s, then all nodes at once).
+const AGENTS_FOLLOW: Duration = Duration::from_secs(20);
 
 async fn replicated() -> Result<Option<SharedCluster>> {
     ha_testing::netns_or_skip(ClusterOptions {
@@ -56,6 +61,14 @@ async fn majority_commits(
     timeout: u32,
 ) -> Result<()> {
     let mut c = cluster.lock().await;
+    // The agents follow the new leader by themselves; placement needs them reporting to it.
+    let searching = Instant::now();
+    let hosts = c.wait_hosts_up(3, AGENTS_FOLLOW).await?;
+    tracing::info!(
+        hosts = hosts.len(),
+        ms = searching.elapsed().as_millis() as u64,
+        "every agent reports to the leader"
+    );
     let created = c.create_instance("mini", app).await?;
     c.wait_available(&created, AVAILABLE_TIMEOUT).await?;
     let update = pb::UpdateSettingsRequest {
@@ -273,14 +286,40 @@ async fn t92_leader_killed_mid_failover_completes_it_exactly_once() -> Result<()
     let writer = Writer::start(cluster.clone(), &before.name, "t92");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    let standby = cluster
+        .lock()
+        .await
+        .host_index_of_id(&before.standby_hosts[0])
+        .await?;
     tracing::info!(host = primary, "--- cut the primary's host off");
     cluster.lock().await.cut_off(primary)?;
-    let (leader, intent) =
-        ha_testing::catch_failover_intent(&cluster, &before.name, WINDOW + Duration::from_secs(60))
-            .await?;
+    let cut_at = Instant::now();
+    // The promotion takes the standby's agent a few milliseconds, too short to kill the leader
+    // in between. So the agent is frozen shortly before the window ends: its last report (link
+    // down, in sync) stays fresh for the agent silence timeout (5 s), long enough for the leader
+    // to commit the failover intent, which then waits for the frozen agent.
+    tokio::time::sleep_until(cut_at + WINDOW - FREEZE_BEFORE_WINDOW_END).await;
+    let frozen = cluster.lock().await.freeze_agent(standby)?;
+    tracing::info!(
+        host = standby,
+        pid = frozen,
+        "--- the standby's agent frozen (SIGSTOP)"
+    );
+    let caught =
+        ha_testing::catch_failover_intent(&cluster, &before.name, FREEZE_BEFORE_WINDOW_END * 3)
+            .await;
+    let (leader, intent) = match caught {
+        Ok(caught) => caught,
+        Err(error) => {
+            cluster.lock().await.thaw_agent(standby)?;
+            return Err(error.context("the failover intent while the standby's agent was frozen"));
+        }
+    };
     cluster.lock().await.kill_coordinator_node(leader)?;
     let killed_at = Instant::now();
     tracing::info!(node = leader + 1, intent = %describe(&intent), "--- intent committed: the leader killed (-9)");
+    cluster.lock().await.thaw_agent(standby)?;
+    tracing::info!(host = standby, "--- the standby's agent thawed (SIGCONT)");
 
     let after = wait_instance(
         &cluster,

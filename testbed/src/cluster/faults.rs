@@ -91,6 +91,29 @@ impl Cluster {
             .position(|a| a.address.to_string() == address)
     }
 
+    /// The index of the host the coordinator registered as `host_id` (its address from ListHosts).
+    pub async fn host_index_of_id(&self, host_id: &str) -> Result<usize> {
+        let hosts = self
+            .leader_admin()
+            .await?
+            .list_hosts(kvs_proto::pb::ListHostsRequest {})
+            .await
+            .context("ListHosts")?
+            .into_inner()
+            .hosts;
+        let address = hosts
+            .iter()
+            .find(|h| h.id == host_id)
+            .map(|h| h.address.clone())
+            .with_context(|| format!("the coordinator lists no host {host_id}"))?;
+        let ip = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(ip, _)| ip);
+        self.host_index(ip)
+            .or_else(|| self.host_index(&address))
+            .with_context(|| format!("no testbed host has the address {address} of {host_id}"))
+    }
+
     /// `kill -9` of every process of host `index`: as if the machine lost power. Returns how many
     /// processes were killed.
     pub fn kill_host(&mut self, index: usize) -> Result<usize> {

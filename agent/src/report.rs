@@ -182,6 +182,7 @@ fn observed_message(
             master_last_io_seconds: p.info.master_last_io_seconds,
             connected_replicas: p.info.connected_replicas,
             fenced: p.fenced,
+            writes_paused: p.writes_paused,
             last_error: p.last_error.clone(),
             keyspace_hits: p.info.keyspace_hits,
             keyspace_misses: p.info.keyspace_misses,

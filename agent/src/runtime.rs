@@ -48,6 +48,7 @@ mod fence;
 mod handle;
 mod links;
 mod observe;
+mod switchover;
 mod tasks;
 
 use handle::Event;
@@ -87,6 +88,8 @@ struct Runtime {
     desired_authoritative: bool,
     fencing: Fencing,
     pauses: WritePauses,
+    /// Whether each paused primary's offset was read after its pause (switchover.rs).
+    paused_offsets: switchover::PausedOffsets,
     infos: BTreeMap<String, EngineInfo>,
     /// Instances with an INFO poll in flight.
     polling: BTreeSet<String>,
@@ -112,8 +115,11 @@ impl Runtime {
         self.supervisor.found_on_disk(on_disk, self.now());
         let mut tick = tokio::time::interval(self.options.report_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut catch_up = tokio::time::interval(switchover::CATCH_UP_POLL);
+        catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown_at: Option<Instant> = None;
         loop {
+            let catching_up = shutdown_at.is_none() && self.catching_up();
             let deadline = [
                 self.supervisor.next_deadline(),
                 self.fencing.next_deadline(),
@@ -147,6 +153,7 @@ impl Runtime {
                 },
                 Some(event) = events.recv() => self.handle(event),
                 _ = tick.tick() => self.on_tick(),
+                _ = catch_up.tick(), if catching_up => self.poll_catch_up(),
                 _ = sleep_until_opt(deadline) => {}
                 _ = sleep_until_opt(shutdown_at) => {
                     tracing::warn!("engines did not stop in time; leaving them to kill-on-drop");
@@ -247,15 +254,17 @@ impl Runtime {
                 if self.supervisor.generation(&instance) != Some(generation) {
                     return;
                 }
+                let ok = result.is_ok();
                 match result {
                     Ok(info) => {
                         if !info.loading {
                             self.supervisor.on_ready(&instance, generation);
                         }
-                        self.infos.insert(instance, info);
+                        self.infos.insert(instance.clone(), info);
                     }
                     Err(error) => tracing::debug!(%instance, %error, "INFO failed"),
                 }
+                self.on_info_for_pause(&instance, ok);
             }
             Event::Reconfigured {
                 instance,
@@ -301,7 +310,9 @@ impl Runtime {
                 if let Err(error) = &result {
                     tracing::warn!(%instance, %error, "CLIENT PAUSE/UNPAUSE failed");
                 }
+                let was_paused = self.pauses.is_paused(&instance);
                 self.pauses.on_done(&instance, generation, result, now);
+                self.on_pause_changed(&instance, was_paused);
             }
             Event::Cleaned { instance, result } => {
                 match &result {

@@ -22,7 +22,7 @@ use crate::service::{Shared, SharedRef};
 use crate::state::Command;
 
 /// How long an early tick (woken by a changed report) waits to batch further reports.
-const EARLY_TICK_DELAY: Duration = Duration::from_millis(20);
+const EARLY_TICK_DELAY: Duration = Duration::from_millis(5);
 
 /// The remote command that restarts a host's agent (the host's forced SSH command dispatches on it).
 pub const RESTART_AGENT_COMMAND: &str = "restart-agent";

@@ -257,6 +257,8 @@ pub struct DesiredProcess {
     pub fence_after_seconds: Option<u32>,
     /// Primary only, planned switchover: client writes paused.
     pub pause_writes: bool,
+    /// Standby only, planned switchover to this standby: report the offset as it moves.
+    pub catch_up: bool,
 }
 
 impl std::fmt::Debug for DesiredProcess {
@@ -275,6 +277,7 @@ impl std::fmt::Debug for DesiredProcess {
             .field("upstream", &self.upstream)
             .field("fence_after_seconds", &self.fence_after_seconds)
             .field("pause_writes", &self.pause_writes)
+            .field("catch_up", &self.catch_up)
             .finish_non_exhaustive()
     }
 }
@@ -342,6 +345,12 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
                 "fencing and paused writes apply to primaries only",
             ));
         }
+        if role == Role::Primary && p.catch_up {
+            return Err(ProtocolError::invalid(
+                "catch_up",
+                "catching up applies to standbys only",
+            ));
+        }
         let fence_after_seconds = match (p.fence_enabled, p.fence_after_seconds) {
             (false, _) => None,
             (true, 0) => {
@@ -375,6 +384,7 @@ impl TryFrom<pb::DesiredProcess> for DesiredProcess {
             upstream,
             fence_after_seconds,
             pause_writes: p.pause_writes,
+            catch_up: p.catch_up,
         })
     }
 }
@@ -415,6 +425,7 @@ impl From<DesiredProcess> for pb::DesiredProcess {
             fence_enabled: p.fence_after_seconds.is_some(),
             fence_after_seconds: p.fence_after_seconds.unwrap_or_default(),
             pause_writes: p.pause_writes,
+            catch_up: p.catch_up,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A customer-like writer for the failover tests and benchmarks: writes `PREFIX:N` and waits for
 //! one replica (`WAIT 1 1000`), following URL rotations the way an app restarted by `kvs run`
-//! would: it watches the URL (polling the coordinator every 100 ms) and reconnects when it
+//! would: it watches the URL (polling the coordinator every 20 ms) and reconnects when it
 //! changes or when a command fails. It records
 //! which writes were acknowledged, the longest gap between two acknowledged writes, and when the
 //! first acknowledged write landed on each URL.
@@ -32,7 +32,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 /// How many error messages the log keeps.
 pub const ERRORS_KEPT: usize = 10;
 /// How often the writer asks for the current URL, like `kvs run` watching the config vars.
-const URL_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const URL_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What the writer saw.
 #[derive(Debug, Default, Clone)]
@@ -146,7 +146,13 @@ async fn write_loop(
             connection = None; // the URL rotated: follow it, as an app restarted by `kvs run` would
         }
         if connection.is_none() {
-            let attempt = current_url(coordinators.as_ref(), &name).await;
+            // The watcher's URL when it has one (a rotation seen there is current), else ask.
+            let watched = url_rx.borrow().clone();
+            let attempt = if watched.is_empty() {
+                current_url(coordinators.as_ref(), &name).await
+            } else {
+                Ok(watched)
+            };
             if let Ok(current) = attempt {
                 url = current;
                 // A connect to a dead primary is abandoned as soon as the URL rotates.

@@ -227,6 +227,7 @@ mod tests {
             upstream: None,
             fence_after_seconds: None,
             pause_writes: false,
+            catch_up: false,
         }
     }
 

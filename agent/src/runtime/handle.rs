@@ -80,6 +80,8 @@ pub struct ProcessReport {
     pub info: EngineInfo,
     /// Fenced (DESIGN §4 rule 5): customers refused, writes paused.
     pub fenced: bool,
+    /// Client writes paused, and `info`'s offset read after the pause (switchover.rs).
+    pub writes_paused: bool,
 }
 
 /// Events from tasks to the loop.
@@ -197,6 +199,7 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         desired_authoritative: true,
         fencing: Fencing::new(),
         pauses: WritePauses::new(),
+        paused_offsets: Default::default(),
         infos: BTreeMap::new(),
         polling: BTreeSet::new(),
         desired_version: 0,

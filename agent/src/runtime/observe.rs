@@ -39,6 +39,7 @@ impl Runtime {
                 };
                 ProcessReport {
                     fenced: self.fencing.fenced().contains(&s.instance),
+                    writes_paused: s.pid.is_some() && self.writes_paused(&s.instance),
                     info: self
                         .infos
                         .get(&s.instance)

@@ -52,7 +52,7 @@ pub enum Action {
 /// How a desired spec differs from the running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Nothing the engine's config sees (epoch, front port, fencing, paused writes; role and
+    /// Nothing the engine's config sees (epoch, front port, fencing, paused writes, catch-up; role and
     /// upstream are `role_change`'s).
     None,
     /// CONFIG SET / ACL LOAD can apply it without a restart.
@@ -111,6 +111,7 @@ pub(super) fn with_role_of(running: &DesiredProcess, desired: &DesiredProcess) -
         front_port: desired.front_port,
         fence_after_seconds: desired.fence_after_seconds,
         pause_writes: desired.pause_writes,
+        catch_up: desired.catch_up,
         ..running.clone()
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn process(name: &str) -> DesiredProcess {
         upstream: None,
         fence_after_seconds: None,
         pause_writes: false,
+        catch_up: false,
     }
 }
 

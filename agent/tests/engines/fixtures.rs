@@ -97,6 +97,7 @@ pub fn process(instance: &str, engine: &str) -> DesiredProcess {
         upstream: None,
         fence_after_seconds: None,
         pause_writes: false,
+        catch_up: false,
     }
 }
 

@@ -32,6 +32,7 @@ fn standby_of(spec: &DesiredProcess, upstream: &DesiredProcess, epoch: u64) -> D
         }),
         fence_after_seconds: None,
         pause_writes: false,
+        catch_up: false,
         ..spec.clone()
     }
 }
@@ -200,8 +201,21 @@ async fn replication(engine: &str) {
             pause_writes: true,
             ..b2.clone()
         }]);
+        let paused = b.wait(&name, |p| p.writes_paused).await;
+        let paused_offset = paused.process(&name).expect("B").info.replication_offset;
         assert!(writes_block(&b, &b2).await, "pause_writes pauses writes");
+        let info = kvs_agent::runtime::query_info(
+            ([127, 0, 0, 1], b2.engine_port).into(),
+            &b2.admin_password,
+        )
+        .await
+        .expect("INFO of B");
+        assert_eq!(
+            info.replication_offset, paused_offset,
+            "the offset reported with writes_paused is final while paused"
+        );
         b.apply(vec![b2.clone()]);
+        b.wait(&name, |p| !p.writes_paused).await;
         let write = client.command(&["SET", "k2", "v2"]);
         let reply = tokio::time::timeout(Duration::from_secs(5), write)
             .await

@@ -6,7 +6,7 @@
 //! ```text
 //!                          no failover      planned, not yet ordered    promotion ordered
 //!   primary placement      primary@e        primary@e, pause_writes     standby of target@e+1
-//!   target standby         standby@e        standby@e                   primary@e+1
+//!   target standby         standby@e        standby@e, catch_up         primary@e+1
 //!   other standbys         standby@e        standby@e                   standby of target@e+1
 //! ```
 //!
@@ -26,6 +26,8 @@ struct Order<'a> {
     /// Standby only: the placement it replicates from.
     upstream: Option<&'a Placement>,
     pause_writes: bool,
+    /// Standby only: the target of a planned switchover (reports its offset as it moves).
+    catch_up: bool,
 }
 
 pub fn for_host(state: &ClusterState, host_id: &str, config: &HaConfig) -> Vec<DesiredProcess> {
@@ -45,6 +47,7 @@ fn order_for<'a>(instance: &'a Instance, placement: &Placement) -> Order<'a> {
         epoch,
         upstream: Some(upstream),
         pause_writes: false,
+        catch_up: false,
     };
     match &instance.failover {
         Some(intent) if intent.promotion_ordered => {
@@ -58,6 +61,7 @@ fn order_for<'a>(instance: &'a Instance, placement: &Placement) -> Order<'a> {
                     epoch: intent.new_epoch,
                     upstream: None,
                     pause_writes: false,
+                    catch_up: false,
                 },
                 Some(target) => standby_of(target, intent.new_epoch),
                 // Apply refuses intents without a target; stay put rather than guess.
@@ -66,6 +70,10 @@ fn order_for<'a>(instance: &'a Instance, placement: &Placement) -> Order<'a> {
             }
         }
         Some(intent) if is_primary => primary(instance.epoch, intent.planned),
+        Some(intent) if intent.planned && placement.host_id == intent.target_host_id => Order {
+            catch_up: true,
+            ..standby_of(&instance.primary, instance.epoch)
+        },
         _ if is_primary => primary(instance.epoch, false),
         _ => standby_of(&instance.primary, instance.epoch),
     }
@@ -77,6 +85,7 @@ fn primary<'a>(epoch: u64, pause_writes: bool) -> Order<'a> {
         epoch,
         upstream: None,
         pause_writes,
+        catch_up: false,
     }
 }
 
@@ -116,6 +125,7 @@ fn process(
         upstream,
         fence_after_seconds,
         pause_writes: order.pause_writes,
+        catch_up: order.catch_up,
     })
 }
 

@@ -131,6 +131,8 @@ pub struct Sim {
     pub probe_blocked: BTreeSet<(String, u64)>,
     /// Standby hosts whose replication link is cut although both hosts are up.
     pub link_cut: BTreeSet<String>,
+    /// Hosts whose agent has not yet confirmed a switchover pause (CLIENT PAUSE still in flight).
+    pub pause_unconfirmed: BTreeSet<String>,
     /// Hosts whose engine for the instance crash-loops.
     pub crash_looping: BTreeSet<String>,
     /// Hosts whose engine just crashed and is being restarted in place by its agent.
@@ -158,6 +160,7 @@ impl Sim {
             agent_silent: BTreeSet::new(),
             probe_blocked: BTreeSet::new(),
             link_cut: BTreeSet::new(),
+            pause_unconfirmed: BTreeSet::new(),
             crash_looping: BTreeSet::new(),
             restarting: BTreeSet::new(),
             lag: BTreeMap::new(),
@@ -284,7 +287,11 @@ impl Sim {
                 ProcessObservation::new(process.epoch, ProcessStatus::Restarting, "unknown")
             } else {
                 match (process.role, &process.upstream) {
-                    (Role::Primary, _) => running(process.epoch, "master", offset, ""),
+                    (Role::Primary, _) => ProcessObservation {
+                        writes_paused: process.pause_writes
+                            && !self.pause_unconfirmed.contains(host),
+                        ..running(process.epoch, "master", offset, "")
+                    },
                     (Role::Standby, up) => {
                         let up = up.as_ref().and_then(|u| self.upstream_host(u.host));
                         let link = up.is_some_and(|u| self.link_up(host, &u));

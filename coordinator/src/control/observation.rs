@@ -41,6 +41,9 @@ pub struct ProcessObservation {
     pub connected_replicas: u32,
     /// Primary only: the agent fenced it (client writes refused).
     pub fenced: bool,
+    /// Primary only: client writes are paused and `replication_offset` was read after the pause
+    /// took effect (a planned switchover may promote once a standby reaches it).
+    pub writes_paused: bool,
     /// Derived by [`Observations::record`], leave `None` when building a report: since when (the
     /// leader's monotonic time) this standby has continuously reported it cannot hear its primary.
     pub link_down_since: Option<Duration>,
@@ -69,6 +72,7 @@ impl ProcessObservation {
             master_last_io_seconds: 0,
             connected_replicas: 0,
             fenced: false,
+            writes_paused: false,
             link_down_since: None,
             primary_heard_at: None,
             master_offset_last: None,

@@ -7,6 +7,7 @@
 //!         ◄═══════════════════════════════ Desired (on connect and whenever it changes)
 //! ```
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -211,6 +212,7 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
                 master_last_io_seconds: p.master_last_io_seconds,
                 connected_replicas: p.connected_replicas,
                 fenced: p.fenced,
+                writes_paused: p.writes_paused,
                 link_down_since: None,
                 primary_heard_at: None,
                 master_offset_last: None,
@@ -233,9 +235,28 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
         processes,
         desired_version: observed.desired_version,
     };
+    // The standbys a planned switchover waits for: their offset is a decision input too.
+    let catching_up: BTreeSet<String> = shared.read(|s| {
+        observation
+            .processes
+            .keys()
+            .filter(|name| {
+                s.instances
+                    .get(*name)
+                    .and_then(|i| i.failover.as_ref())
+                    .is_some_and(|f| {
+                        f.planned && !f.promotion_ordered && f.target_host_id == host_id
+                    })
+            })
+            .cloned()
+            .collect()
+    });
     let changed = shared.observe(|o| {
-        let before = o.hosts.get(host_id).map(decision_inputs);
-        let after = decision_inputs(&observation);
+        let before = o
+            .hosts
+            .get(host_id)
+            .map(|h| decision_inputs(h, &catching_up));
+        let after = decision_inputs(&observation, &catching_up);
         o.record(host_id, observation);
         before.as_ref() != Some(&after)
     });
@@ -247,15 +268,21 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
     Ok(())
 }
 
-/// One process's decision inputs: name, epoch, status, role, link status, fenced.
-type ProcessInputs = (String, u64, ProcessStatus, String, String, bool);
+/// One process's decision inputs: name, epoch, status, role, link status, fenced, writes paused,
+/// and the offset of a standby a switchover waits for (0 for the others).
+type ProcessInputs = (String, u64, ProcessStatus, String, String, bool, bool, u64);
 
-/// The parts of a report that can change a decision (not the metrics).
-fn decision_inputs(observation: &HostObservation) -> (u64, Vec<ProcessInputs>) {
+/// The parts of a report that can change a decision (not the metrics, not the offsets of
+/// standbys nobody waits for).
+fn decision_inputs(
+    observation: &HostObservation,
+    catching_up: &BTreeSet<String>,
+) -> (u64, Vec<ProcessInputs>) {
     let processes = observation
         .processes
         .iter()
         .map(|(name, p)| {
+            let waited_for = catching_up.contains(name);
             (
                 name.clone(),
                 p.epoch,
@@ -263,6 +290,8 @@ fn decision_inputs(observation: &HostObservation) -> (u64, Vec<ProcessInputs>) {
                 p.role.clone(),
                 p.master_link_status.clone(),
                 p.fenced,
+                p.writes_paused,
+                if waited_for { p.replication_offset } else { 0 },
             )
         })
         .collect();

@@ -269,6 +269,8 @@ impl World {
         if engine.running {
             report.fenced = engine.fenced;
             if engine.is_primary() {
+                // The simulated pause takes effect with the desired state, so the offset is final.
+                report.writes_paused = now < engine.pause_until;
                 report.role = "master".into();
                 report.connected_replicas = engine.connected_replicas(now);
             } else {

@@ -79,6 +79,13 @@ fn planned_switchover_pauses_then_promotes_then_rotates() {
         order(&state, "hb"),
         Some((Role::Standby, 1, Some("127.0.0.11".into()), None, false))
     );
+    let catch_up = |state: &ClusterState, host: &str| {
+        for_host(state, host, &HaConfig::default())
+            .iter()
+            .any(|p| p.catch_up)
+    };
+    assert!(catch_up(&state, "hb"), "the target reports its offset fast");
+    assert!(!catch_up(&state, "ha") && !catch_up(&state, "hc"));
     let promote = Command::OrderPromotion {
         name: NAME.into(),
         epoch: 2,

@@ -4,7 +4,8 @@
 //!   planned, promotion not ordered:
 //!     switchover_timeout passed           → AbortFailover
 //!     target not a healthy replica        → AbortFailover ("the standby went away")
-//!     primary paused (applied the pause's desired version) and
+//!     primary paused (applied the pause's desired version, reports its writes paused with the
+//!       offset read after the pause) and
 //!       target offset ≥ primary offset, both at the current epoch → OrderPromotion
 //!     allow_data_loss and the primary host not healthy            → OrderPromotion
 //!   promotion ordered:
@@ -95,7 +96,7 @@ fn await_catch_up(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverInt
         }
     };
     let primary_host = &instance.primary.host_id;
-    let paused = tick
+    let pause_applied = tick
         .observations
         .hosts
         .get(primary_host)
@@ -103,6 +104,8 @@ fn await_catch_up(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverInt
     let primary = tick
         .process_at(primary_host, name, instance.epoch)
         .filter(|p| p.is_running_master());
+    // The offset is final only once the pause is in force and the offset was read after it.
+    let paused = pause_applied && primary.is_some_and(|p| p.writes_paused);
     let order = |primary_offset| Command::OrderPromotion {
         name: name.clone(),
         epoch: intent.new_epoch,

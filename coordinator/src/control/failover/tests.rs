@@ -262,6 +262,28 @@ fn t30_planned_switchover_pauses_waits_promotes() {
 }
 
 #[test]
+fn t30b_planned_switchover_waits_for_the_pause_to_be_in_force() {
+    // The agent applied the desired state (its version) but CLIENT PAUSE has not answered yet:
+    // the offset it reports may still grow, so no promotion is ordered on it.
+    let mut sim = warm(1);
+    sim.pause_unconfirmed.insert("ha".into());
+    let command = plan_switchover(&sim.state, NAME, false, sim.now_ms()).unwrap();
+    sim.state.apply(&command).unwrap();
+    let target = desired::for_host(&sim.state, "hb", &sim.config);
+    assert!(target[0].catch_up && target[0].role == Role::Standby);
+    let waiting = sim.run(5);
+    assert!(commit_kinds(&waiting).is_empty(), "{waiting:?}");
+    sim.pause_unconfirmed.clear();
+    let actions = sim.run(5);
+    assert_eq!(
+        commit_kinds(&actions),
+        ["order_promotion", "complete_failover"]
+    );
+    let promoted = desired::for_host(&sim.state, "hb", &sim.config);
+    assert!(!promoted[0].catch_up && promoted[0].role == Role::Primary);
+}
+
+#[test]
 fn t31_planned_switchover_aborts_when_the_standby_does_not_catch_up() {
     let mut sim = warm(5);
     sim.lag.insert("hb".into(), 500);

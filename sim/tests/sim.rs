@@ -119,7 +119,9 @@ fn t92_bug_c_power_loss_loses_waited_writes() {
 }
 
 #[test]
-#[ignore = "open bug D: an aborted promotion leaves the cut-off target a master at the burnt epoch until its own fence"]
+/// Bug D (fixed): an aborted promotion gave the instance back to its old primary while the
+/// cut-off target was still a master at the burnt epoch; an abort now waits until the target
+/// reports it is not a master or has been silent long enough to have fenced itself.
 fn t93_bug_d_aborted_promotion_leaves_a_second_master() {
     assert_passes(630, Scenario::DoubleFailure);
 }

@@ -10,13 +10,15 @@
 //!     allow_data_loss and the primary host not healthy            → OrderPromotion
 //!   promotion ordered:
 //!     target running as master at new_epoch → CompleteFailover (loss = primary − target offset)
-//!     promotion_timeout passed               → AbortFailover (the epoch is burnt)
+//!     promotion_timeout passed and the target cannot take writes (reports not master, or silent
+//!       for fence_after + slack: fenced had it promoted) → AbortFailover (the epoch is burnt)
 //! ```
 
 use std::time::Duration;
 
 use super::{HaAction, Tick};
 use crate::control::detector::HostVerdict;
+use crate::control::ha_config::FENCE_DETECTION_SLACK;
 use crate::state::{Command, FailoverIntent, Instance};
 
 pub(super) fn advance(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent) {
@@ -62,14 +64,48 @@ fn await_promotion(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIn
         .promotion_ordered_at_ms
         .unwrap_or(intent.started_at_ms);
     let timeout = tick.config.promotion_timeout;
-    if elapsed_since(tick, ordered_at) >= timeout {
-        let reason = format!(
-            "host {target} did not report the engine running as master at epoch {} within {} s",
-            intent.new_epoch,
-            timeout.as_secs()
-        );
-        abort(tick, instance, intent, reason);
+    if elapsed_since(tick, ordered_at) < timeout
+        || !target_cannot_take_writes(tick, instance, intent)
+    {
+        return;
     }
+    let reason = format!(
+        "host {target} did not report the engine running as master at epoch {} within {} s",
+        intent.new_epoch,
+        timeout.as_secs()
+    );
+    abort(tick, instance, intent, reason);
+}
+
+/// An aborted promotion gives the instance back to its old primary, so the target must not be a
+/// writable master by then: it reports (fresh) that it is not one, or it has been silent long
+/// enough to have fenced itself had it promoted (fence_after + detection slack; a new leader
+/// counts from its first tick). Found by kvs-sim (bug D): a target cut off right after promoting
+/// stayed a master at the burnt epoch next to the re-promoted old primary until its own fence.
+fn target_cannot_take_writes(
+    tick: &Tick<'_>,
+    instance: &Instance,
+    intent: &FailoverIntent,
+) -> bool {
+    let target = &intent.target_host_id;
+    let silence = tick.config.agent_silence_timeout;
+    if tick.observations.is_fresh(target, tick.now, silence) {
+        let master = tick
+            .observations
+            .process(target, &instance.name)
+            .is_some_and(|p| p.is_running_master() && !p.fenced);
+        return !master;
+    }
+    let last_heard = tick
+        .observations
+        .hosts
+        .get(target)
+        .map(|h| h.last_seen)
+        .into_iter()
+        .chain(tick.memory.first_tick_at)
+        .max()
+        .unwrap_or(tick.now);
+    tick.now.saturating_sub(last_heard) >= tick.config.fence_after + FENCE_DETECTION_SLACK
 }
 
 fn await_catch_up(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIntent) {

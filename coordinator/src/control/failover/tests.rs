@@ -284,6 +284,31 @@ fn t30b_planned_switchover_waits_for_the_pause_to_be_in_force() {
 }
 
 #[test]
+fn t30c_an_abort_waits_until_a_silent_target_has_fenced_itself() {
+    // Bug D (kvs-sim seed 630): the target goes silent right after the promotion is ordered; it
+    // may have promoted. The abort (which gives the instance back to the old primary) waits until
+    // it would have fenced itself: fence_after + detection slack after it was last heard.
+    let mut sim = warm(1);
+    let command = plan_switchover(&sim.state, NAME, false, sim.now_ms()).unwrap();
+    sim.state.apply(&command).unwrap();
+    while !sim.instance().failover.as_ref().unwrap().promotion_ordered {
+        sim.step();
+    }
+    sim.down.insert("hb".into());
+    let last_heard = sim.now;
+    let fenced_by = sim.config.fence_after + crate::control::ha_config::FENCE_DETECTION_SLACK;
+    assert!(sim.config.promotion_timeout < fenced_by, "the case under test");
+    let early = sim.run((fenced_by - Duration::from_secs(2)).as_secs());
+    assert!(
+        commit_kinds(&early).is_empty(),
+        "no abort while the target may be an unfenced master: {early:?}"
+    );
+    let later = sim.run(5);
+    assert_eq!(commit_kinds(&later)[..1], ["abort_failover"]);
+    assert!(sim.now.saturating_sub(last_heard) >= fenced_by);
+}
+
+#[test]
 fn t31_planned_switchover_aborts_when_the_standby_does_not_catch_up() {
     let mut sim = warm(5);
     sim.lag.insert("hb".into(), 500);

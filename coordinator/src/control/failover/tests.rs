@@ -297,7 +297,10 @@ fn t30c_an_abort_waits_until_a_silent_target_has_fenced_itself() {
     sim.down.insert("hb".into());
     let last_heard = sim.now;
     let fenced_by = sim.config.fence_after + crate::control::ha_config::FENCE_DETECTION_SLACK;
-    assert!(sim.config.promotion_timeout < fenced_by, "the case under test");
+    assert!(
+        sim.config.promotion_timeout < fenced_by,
+        "the case under test"
+    );
     let early = sim.run((fenced_by - Duration::from_secs(2)).as_secs());
     assert!(
         commit_kinds(&early).is_empty(),

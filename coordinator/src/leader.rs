@@ -67,6 +67,7 @@ fn reset_memory(shared: &Shared) {
 }
 
 async fn tick(shared: &SharedRef) {
+    tracing::trace!("leader tick");
     let now = shared.clock.now();
     let now_ms = shared.clock.now_ms();
     let observations = shared.observe(|o| o.clone());

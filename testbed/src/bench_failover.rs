@@ -5,8 +5,8 @@
 //! ```text
 //!   cut-off   cut the primary's host off → first answered write on the rotated URL, minus the window
 //!   engine    kill -9 the primary's engine → first answered PING (restarted in place, no failover)
-//!   planned   `kvs failover` → first write on the new primary; longest gap between two answered
-//!             writes of a client that does not WAIT
+//!   planned   `kvs failover` (standby in sync: HA Available) → first write on the new primary;
+//!             longest gap between two answered writes of a client that does not WAIT
 //! ```
 //!
 //! The writer is `workload::Writer` (SET + WAIT 1 1000, following URL rotations like `kvs run`).
@@ -193,18 +193,21 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         .await?;
         engine_restart.push(back.duration_since(killed_at));
 
-        // Planned switchover, seen by a client that does not WAIT (the pause itself).
-        let writer = Writer::start_plain(cluster.clone(), &engine.name, "planned");
+        // Planned switchover, seen by a client that does not WAIT (the pause itself), on a fresh
+        // instance whose standby is in sync (after the engine restart above, that instance's
+        // standby is still in a full resync: a switchover there waits for the resync).
+        let (planned, _) = fresh_instance(&cluster, &format!("planned-{round}")).await?;
+        let writer = Writer::start_plain(cluster.clone(), &planned.name, "planned");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let asked_at = Instant::now();
         let mut admin = cluster.lock().await.admin()?;
         admin
             .failover(pb::FailoverRequest {
-                name: engine.name.clone(),
+                name: planned.name.clone(),
                 allow_data_loss: false,
             })
             .await?;
-        let switched = wait_for(&cluster, &engine.name, "switchover", |i| {
+        let switched = wait_for(&cluster, &planned.name, "switchover", |i| {
             i.epoch >= 2 && settled(i)
         })
         .await?;

@@ -98,6 +98,7 @@ impl Runtime {
 
     /// Polls every running standby a switchover waits for (unless a poll is in flight).
     pub(super) fn poll_catch_up(&mut self) {
+        tracing::trace!("catch-up poll");
         let targets: Vec<String> = self
             .supervisor
             .desired_processes()

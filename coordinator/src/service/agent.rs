@@ -263,6 +263,7 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
     if changed {
         // A role, status or applied desired version moved: let the leader decide now rather than
         // at its next tick (this is what keeps a switchover's write pause short).
+        tracing::debug!(host = %host_id, "a decision input changed: early leader tick");
         shared.tick_now.notify_one();
     }
     Ok(())

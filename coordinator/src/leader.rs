@@ -1,4 +1,5 @@
-//! The leader's loop: every `reconcile_interval`, compare what the agents and probes report with
+//! The leader's loop: every `reconcile_interval` (and at once when a report changes a decision
+//! input, or when a suspect host's confirmation window ends), compare what the agents and probes report with
 //! the replicated state and act: instance status changes, the high-availability decisions of
 //! `control::failover` (promote, complete, place standbys, switchovers), agent restarts over SSH.
 //! Followers run the loop idle. A node that becomes leader starts its observations from scratch,
@@ -21,6 +22,8 @@ use crate::probe::ProbeTarget;
 use crate::service::{Shared, SharedRef};
 use crate::state::Command;
 
+/// A tick for a window's end comes this long after it (the window must have fully elapsed).
+const WINDOW_END_MARGIN: Duration = Duration::from_millis(1);
 /// How long an early tick (woken by a changed report) waits to batch further reports.
 const EARLY_TICK_DELAY: Duration = Duration::from_millis(5);
 
@@ -31,13 +34,18 @@ pub async fn run(shared: SharedRef, mut stop: tokio::sync::watch::Receiver<bool>
     let mut interval = tokio::time::interval(shared.config.reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    // Leader time at which a suspect host's confirmation window ends (tick then, not up to a
+    // reconcile interval later).
+    let mut window_end: Option<Duration> = None;
     loop {
+        let until_window_end = window_end.map(|at| at.saturating_sub(shared.clock.now()));
         tokio::select! {
             _ = interval.tick() => {}
             _ = shared.tick_now.notified() => {
                 // Batch a burst of reports into one tick.
                 tokio::time::sleep(EARLY_TICK_DELAY).await;
             }
+            _ = sleep_opt(until_window_end.map(|d| d + WINDOW_END_MARGIN)) => {}
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let now_leader = shared.raft.current_leader().await == Some(shared.config.node_id);
@@ -50,7 +58,14 @@ pub async fn run(shared: SharedRef, mut stop: tokio::sync::watch::Receiver<bool>
             continue;
         }
         publish_own_addresses(&shared).await;
-        tick(&shared).await;
+        window_end = tick(&shared).await;
+    }
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -66,7 +81,8 @@ fn reset_memory(shared: &Shared) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = HaMemory::default();
 }
 
-async fn tick(shared: &SharedRef) {
+/// One leader tick; returns when the next suspect host's confirmation window ends, if any.
+async fn tick(shared: &SharedRef) -> Option<Duration> {
     tracing::trace!("leader tick");
     let now = shared.clock.now();
     let now_ms = shared.clock.now_ms();
@@ -78,7 +94,7 @@ async fn tick(shared: &SharedRef) {
         .clone();
     let vantage_points = vantage_points(shared, &probes, now);
     let silence = shared.config.agent_silence_timeout;
-    let (mut commands, actions) = shared.read(|state| {
+    let (mut commands, actions, window_end) = shared.read(|state| {
         let commands = reconcile::decide(state, &observations, now, now_ms, silence);
         let evidence = Evidence {
             state,
@@ -87,6 +103,7 @@ async fn tick(shared: &SharedRef) {
             vantage_points: &vantage_points,
         };
         let verdicts = detector::assess(&evidence, now, &shared.ha);
+        let window_end = detector::next_window_end(&verdicts, &shared.ha);
         let mut memory = shared
             .ha_memory
             .lock()
@@ -100,7 +117,7 @@ async fn tick(shared: &SharedRef) {
             now_ms,
             &shared.ha,
         );
-        (commands, actions)
+        (commands, actions, window_end)
     });
     for action in actions {
         match action {
@@ -118,6 +135,7 @@ async fn tick(shared: &SharedRef) {
             }
         }
     }
+    window_end
 }
 
 /// The coordinator nodes whose probes count: this node, and every node whose probe report

@@ -71,6 +71,21 @@ pub fn assess(
         .collect()
 }
 
+/// When the next suspect host's window would end if nothing changes: the leader ticks then, so a
+/// failover does not wait for its next periodic tick.
+pub fn next_window_end(
+    verdicts: &BTreeMap<String, HostVerdict>,
+    config: &HaConfig,
+) -> Option<Duration> {
+    verdicts
+        .values()
+        .filter_map(|v| match v {
+            HostVerdict::Suspect { since } => Some(*since + config.confirmation_window),
+            _ => None,
+        })
+        .min()
+}
+
 pub fn assess_host(
     evidence: &Evidence<'_>,
     host_id: &str,

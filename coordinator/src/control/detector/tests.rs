@@ -232,3 +232,21 @@ fn agent_restarts_are_rate_limited_per_host() {
     assert!(budget.try_take("hb", T0 + secs(59), minute), "per host");
     assert!(budget.try_take("ha", T0 + secs(60), minute));
 }
+
+#[test]
+fn the_leader_wakes_when_the_first_suspect_window_ends() {
+    let config = HaConfig::default();
+    let window = config.confirmation_window;
+    let verdicts = BTreeMap::from([
+        ("ha".to_string(), HostVerdict::Suspect { since: secs(30) }),
+        ("hb".to_string(), HostVerdict::Suspect { since: secs(10) }),
+        ("hc".to_string(), HostVerdict::Healthy),
+        (
+            "hd".to_string(),
+            HostVerdict::ConfirmedDown { since: secs(1) },
+        ),
+    ]);
+    assert_eq!(next_window_end(&verdicts, &config), Some(secs(10) + window));
+    let calm = BTreeMap::from([("hc".to_string(), HostVerdict::Healthy)]);
+    assert_eq!(next_window_end(&calm, &config), None);
+}

@@ -19,6 +19,8 @@ const REPORT_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
 /// The coordinator endpoint when none is configured.
 const DEFAULT_COORDINATOR: &str = "https://127.0.0.1:7400";
+/// Where Linux publishes the current boot's id.
+const DEFAULT_BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 /// Where OpenSSH keeps the ed25519 host key.
 const DEFAULT_SSH_HOST_KEY_FILE: &str = "/etc/ssh/ssh_host_ed25519_key.pub";
 
@@ -73,6 +75,10 @@ pub struct Config {
     /// How long a crash-looping engine waits before it is tried again.
     #[serde(with = "humantime_serde")]
     pub crash_loop_retry_interval: Duration,
+    /// The kernel's boot id (changes at every boot). A primary whose engine last ran under
+    /// another boot restarts fenced until the coordinator acts: its AOF may miss the last second
+    /// of writes its standby acknowledged. Unreadable: no reboot detection (a warning).
+    pub boot_id_file: PathBuf,
 }
 
 /// Explicit engine binary paths (`[engines]`).
@@ -108,6 +114,7 @@ impl Default for Config {
             restart_backoff_min: restart.backoff_min,
             restart_backoff_max: restart.backoff_max,
             crash_loop_retry_interval: restart.crash_loop_retry_interval,
+            boot_id_file: DEFAULT_BOOT_ID_FILE.into(),
         }
     }
 }

@@ -16,6 +16,12 @@
 //! agent cannot know how long it has already been cut off, and a host returning after a failover
 //! must never serve its stale data as primary.
 //!
+//! Another: a primary whose engine started from disk after its host rebooted (`after_reboot`) is
+//! fenced whatever the coordinator: with `appendfsync everysec` its AOF may miss the last second
+//! of writes that its standby acknowledged (WAIT), and a standby resyncing from it would discard
+//! them. The coordinator answers with a failover to the standby, or, with no standby in sync, a
+//! higher epoch for the same primary (found by kvs-sim: bug C).
+//!
 //! ```text
 //!   now, coordinator_connected, [FenceInput] ──Fencing::update──► fenced set
 //!   fenced set + pause_writes + live engines ──WritePauses::poll──► [CLIENT PAUSE / UNPAUSE]
@@ -40,6 +46,10 @@ pub struct FenceInput {
     pub replica_connected: bool,
     /// The spec comes from the local cache, not (yet) from the coordinator.
     pub from_cache: bool,
+    /// The engine started from disk after its host rebooted, at the epoch it still has: its AOF
+    /// may miss the last second of writes its standby acknowledged. Fenced (clients and the
+    /// standby's resync refused) until the coordinator fails over or raises the epoch.
+    pub after_reboot: bool,
 }
 
 /// Since when the coordinator session is gone, and which primaries are exposed and fenced.
@@ -74,6 +84,10 @@ impl Fencing {
         };
         let lost_since = self.coordinator_lost_since;
         for input in inputs {
+            if input.after_reboot && input.fence_after.is_some() {
+                fenced.insert(input.instance.clone());
+                continue;
+            }
             let (Some(after), Some(since)) = (input.fence_after, lost_since) else {
                 continue;
             };

@@ -77,6 +77,13 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
         .context("the host certificate or the cluster CA is unusable")?;
     let tunnel_tls = tls::client_config(&identity.cert_pem, &identity.key_pem, &identity.ca_pem)
         .context("the host certificate or the cluster CA is unusable")?;
+    let boot_id = match tokio::fs::read_to_string(&config.boot_id_file).await {
+        Ok(id) if !id.trim().is_empty() => Some(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            tracing::warn!(file = %config.boot_id_file.display(), "cannot read the boot id; host reboots will not be detected");
+            None
+        }
+    };
     let options = RuntimeOptions {
         data_dir: config.data_dir.clone(),
         engine_bind: config.engine_bind,
@@ -86,6 +93,7 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
         report_interval: config.report_interval,
         stop_timeout: config.stop_timeout,
         restart: config.restart_policy(),
+        boot_id,
     };
     let handle = runtime::spawn(options, catalog.clone());
     if let Some(cached) = report::load_cached_desired(&config.data_dir).await {

@@ -183,6 +183,7 @@ fn observed_message(
             connected_replicas: p.info.connected_replicas,
             fenced: p.fenced,
             writes_paused: p.writes_paused,
+            after_reboot: p.after_reboot,
             last_error: p.last_error.clone(),
             keyspace_hits: p.info.keyspace_hits,
             keyspace_misses: p.info.keyspace_misses,

@@ -48,6 +48,7 @@ mod fence;
 mod handle;
 mod links;
 mod observe;
+mod reboot;
 mod switchover;
 mod tasks;
 
@@ -90,6 +91,8 @@ struct Runtime {
     pauses: WritePauses,
     /// Whether each paused primary's offset was read after its pause (switchover.rs).
     paused_offsets: switchover::PausedOffsets,
+    /// Primaries started after a host reboot, with the epoch they started at (reboot.rs).
+    rebooted: BTreeMap<String, u64>,
     infos: BTreeMap<String, EngineInfo>,
     /// Instances with an INFO poll in flight.
     polling: BTreeSet<String>,
@@ -200,8 +203,12 @@ impl Runtime {
                 instance,
                 generation,
                 result: Ok(engine),
+                after_reboot,
             } => {
                 tracing::info!(%instance, pid = engine.pid, generation, "engine started");
+                if after_reboot && let Some(spec) = self.supervisor.running(&instance).cloned() {
+                    self.on_started_after_reboot(&spec);
+                }
                 self.supervisor
                     .on_started(&instance, generation, engine.pid);
                 let mut engine = engine;
@@ -222,6 +229,7 @@ impl Runtime {
                 instance,
                 generation,
                 result: Err((error, retryable)),
+                ..
             } => {
                 tracing::error!(%instance, %error, "engine did not start");
                 self.stop_requested.remove(&(instance.clone(), generation));

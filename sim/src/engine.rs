@@ -69,6 +69,11 @@ pub struct Engine {
     pub restarts: u32,
     /// The supervisor does not restart it before this (crash-loop retry interval).
     pub restart_not_before: Duration,
+    /// The host rebooted while this engine was a primary at this epoch: on restart its agent
+    /// keeps it fenced (and refuses the standby's resync) until the epoch moves past it.
+    pub after_reboot_epoch: Option<u64>,
+    /// The front refuses peer tunnels (a primary restarted after a reboot, unanswered).
+    pub refusing_peers: bool,
 }
 
 impl Engine {
@@ -87,6 +92,8 @@ impl Engine {
             replicas: BTreeMap::new(),
             restarts: 0,
             restart_not_before: Duration::ZERO,
+            after_reboot_epoch: None,
+            refusing_peers: false,
         }
     }
 

@@ -113,7 +113,10 @@ fn t91_bug_b_config_fails_over_before_fencing() {
 }
 
 #[test]
-#[ignore = "open bug C: a primary restarted after a power loss resumes from an AOF one second short and its standby resyncs from it, discarding WAIT-acknowledged writes"]
+/// Bug C (fixed): a primary restarted after a power loss resumed from an AOF one second short and
+/// its standby resynced from it, discarding WAIT-acknowledged writes. The agent now keeps a
+/// primary restarted after a reboot fenced (refusing the standby's resync too) and the leader
+/// fails over to the standby, or raises the epoch when no standby is in sync.
 fn t92_bug_c_power_loss_loses_waited_writes() {
     assert_passes(0, Scenario::PowerLoss);
 }

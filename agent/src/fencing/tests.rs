@@ -19,6 +19,7 @@ fn input(instance: &str, fence_after: Option<u64>, replica_connected: bool) -> F
         fence_after: fence_after.map(secs),
         replica_connected,
         from_cache: false,
+        after_reboot: false,
     }
 }
 
@@ -222,4 +223,31 @@ fn failed_commands_are_retried_after_a_pause() {
     // Gone from the inputs (engine stopped): forgotten.
     assert!(pauses.poll(secs(2), []).is_empty());
     assert!(!pauses.is_paused("redis-a-1"));
+}
+
+#[test]
+fn a_primary_started_after_a_reboot_stays_fenced_until_the_coordinator_acts() {
+    let rebooted = |replica| FenceInput {
+        after_reboot: true,
+        ..input("redis-a-1", Some(60), replica)
+    };
+    let mut fencing = Fencing::new();
+    for (at, connected, replica) in [(0, false, false), (1, true, false), (2, true, true)] {
+        assert!(
+            fencing
+                .update(secs(at), connected, [rebooted(replica)])
+                .contains("redis-a-1"),
+            "fenced at {at} s whatever the coordinator and replicas"
+        );
+    }
+    // The coordinator raised the epoch (the shell clears after_reboot): the fence is lifted.
+    assert!(
+        fencing
+            .update(secs(3), true, [input("redis-a-1", Some(60), false)])
+            .is_empty()
+    );
+    // Without a standby (never fenced) a rebooted primary serves at once: it holds the only copy.
+    let mut alone = rebooted(false);
+    alone.fence_after = None;
+    assert!(fencing.update(secs(4), true, [alone]).is_empty());
 }

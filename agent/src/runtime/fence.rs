@@ -12,6 +12,7 @@ use crate::fencing::{FenceInput, PauseInput, PauseReason};
 
 impl Runtime {
     pub(super) fn update_fencing(&mut self) {
+        self.forget_answered_reboots();
         let now = self.now();
         let desired: BTreeMap<String, DesiredProcess> = self
             .supervisor
@@ -29,6 +30,7 @@ impl Runtime {
                     .get(&p.instance)
                     .is_some_and(|i| i.connected_replicas > 0),
                 from_cache: !self.desired_authoritative,
+                after_reboot: self.after_reboot(p),
             })
             .collect();
         let before = self.fencing.fenced().clone();
@@ -37,13 +39,18 @@ impl Runtime {
             .update(now, self.coordinator_connected, inputs)
             .clone();
         for name in fenced.difference(&before) {
-            tracing::warn!(instance = %name, coordinator_connected = self.coordinator_connected, "fenced: no coordinator and no standby; refusing clients and pausing writes");
+            if desired.get(name).is_some_and(|p| self.after_reboot(p)) {
+                tracing::warn!(instance = %name, "fenced: restarted after a host reboot; refusing clients, pausing writes and refusing the standby's resync");
+            } else {
+                tracing::warn!(instance = %name, coordinator_connected = self.coordinator_connected, "fenced: no coordinator and no standby; refusing clients and pausing writes");
+            }
         }
         for name in before.difference(&fenced) {
             tracing::info!(instance = %name, coordinator_connected = self.coordinator_connected, "unfenced");
         }
         for (name, front) in &self.fronts {
             front.set_fenced(fenced.contains(name));
+            front.set_peers_refused(desired.get(name).is_some_and(|p| self.after_reboot(p)));
         }
 
         let pauses: Vec<PauseInput> = self

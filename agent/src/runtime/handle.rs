@@ -40,6 +40,8 @@ pub struct RuntimeOptions {
     /// SIGTERM-to-SIGKILL grace period.
     pub stop_timeout: Duration,
     pub restart: RestartPolicy,
+    /// This boot's id (`boot_id_file`); `None`: reboots are not detected.
+    pub boot_id: Option<String>,
 }
 
 /// The desired state for this host, as the coordinator sent it (or as cached on disk).
@@ -82,6 +84,8 @@ pub struct ProcessReport {
     pub fenced: bool,
     /// Client writes paused, and `info`'s offset read after the pause (switchover.rs).
     pub writes_paused: bool,
+    /// A primary started from disk after a host reboot, fenced until the coordinator acts.
+    pub after_reboot: bool,
 }
 
 /// Events from tasks to the loop.
@@ -90,6 +94,8 @@ pub(crate) enum Event {
         instance: String,
         generation: u64,
         result: Result<RunningEngine, (String, bool)>,
+        /// The engine last ran under another boot of this host (reboot.rs).
+        after_reboot: bool,
     },
     Exited {
         instance: String,
@@ -200,6 +206,7 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         fencing: Fencing::new(),
         pauses: WritePauses::new(),
         paused_offsets: Default::default(),
+        rebooted: BTreeMap::new(),
         infos: BTreeMap::new(),
         polling: BTreeSet::new(),
         desired_version: 0,

@@ -40,6 +40,12 @@ impl Runtime {
                 ProcessReport {
                     fenced: self.fencing.fenced().contains(&s.instance),
                     writes_paused: s.pid.is_some() && self.writes_paused(&s.instance),
+                    after_reboot: s.pid.is_some()
+                        && self
+                            .supervisor
+                            .desired_processes()
+                            .find(|p| p.instance == s.instance)
+                            .is_some_and(|p| self.after_reboot(p)),
                     info: self
                         .infos
                         .get(&s.instance)

@@ -50,17 +50,22 @@ pub(super) fn spawn_start(
 ) {
     let paths = paths(options, &process.instance);
     let (bind, stop_timeout) = (options.engine_bind, options.stop_timeout);
+    let boot_id = options.boot_id.clone();
     tokio::spawn(async move {
         let instance = process.instance.clone();
         // An engine a previous agent left (and that could not be adopted) holds the port: stop
         // it and wait until it is gone.
         leftover::stop(&paths, &binaries, stop_timeout).await;
+        let after_reboot =
+            super::reboot::started_under_another_boot(&paths.dir, boot_id.as_deref()).await;
         match process::start(&binary, &process, &paths, bind, stop_timeout).await {
             Ok((engine, exited)) => {
+                super::reboot::mark(&paths.dir, boot_id.as_deref()).await;
                 let started = Event::Started {
                     instance: instance.clone(),
                     generation,
                     result: Ok(engine),
+                    after_reboot,
                 };
                 // If the loop is gone, the engine handle is dropped here, which stops the engine.
                 if events.send(started).await.is_err() {
@@ -84,6 +89,7 @@ pub(super) fn spawn_start(
                         instance,
                         generation,
                         result,
+                        after_reboot: false,
                     })
                     .await;
             }

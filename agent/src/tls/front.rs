@@ -21,7 +21,8 @@
 //!
 //! Fencing (DESIGN §4 rule 5): a fenced front closes every customer connection at once and
 //! refuses new ones (after the handshake, with an error line); peer tunnels still pass, so the
-//! standby can come back, which is what lifts the fence.
+//! standby can come back, which is what lifts the fence. A primary restarted after a host reboot
+//! also refuses new peer tunnels until the coordinator acts (`set_peers_refused`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct Front {
     pub upstream: SocketAddr,
     limit: Arc<AtomicU32>,
     fenced: watch::Sender<bool>,
+    /// Peer tunnels refused too (a primary restarted after a host reboot: see `set_peers_refused`).
+    peers_refused: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 }
 
@@ -82,6 +85,7 @@ impl Front {
         let limit = Arc::new(AtomicU32::new(max_connections));
         let cancel = CancellationToken::new();
         let (fenced, _) = watch::channel(false);
+        let peers_refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let span = tracing::info_span!(parent: None, "front", %listen, %upstream);
         let shared = Shared {
             upstream,
@@ -89,6 +93,7 @@ impl Front {
             acceptor,
             limit: limit.clone(),
             fenced: fenced.clone(),
+            peers_refused: peers_refused.clone(),
             active: Arc::new(AtomicUsize::new(0)),
         };
         let accept = accept_loop(listener, shared, cancel.clone());
@@ -98,8 +103,16 @@ impl Front {
             upstream,
             limit,
             fenced,
+            peers_refused,
             cancel,
         })
+    }
+
+    /// Refuses new replication tunnels from peer agents (`true`) or lets them pass. Set while a
+    /// primary restarted after a host reboot waits for the coordinator: a standby resyncing from
+    /// it would discard the writes its short AOF lost and the standby still has.
+    pub fn set_peers_refused(&self, refused: bool) {
+        self.peers_refused.store(refused, Ordering::Relaxed);
     }
 
     /// Fences (customers refused and disconnected at once) or unfences the front.
@@ -129,6 +142,7 @@ struct Shared {
     acceptor: TlsAcceptor,
     limit: Arc<AtomicU32>,
     fenced: watch::Sender<bool>,
+    peers_refused: Arc<std::sync::atomic::AtomicBool>,
     /// Customer connections open.
     active: Arc<AtomicUsize>,
 }
@@ -192,6 +206,10 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
         .peer_certificates()
         .is_some_and(|certs| !certs.is_empty());
     if is_peer {
+        if shared.peers_refused.load(Ordering::Relaxed) {
+            tracing::info!("replication tunnel refused: this primary restarted after a reboot");
+            return tls.shutdown().await;
+        }
         tracing::debug!("replication tunnel from a peer agent");
         return match connect_engine(&mut tls, &shared).await? {
             Engine::Unix(engine) => proxy(tls, engine, None).await,

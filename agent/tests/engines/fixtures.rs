@@ -118,11 +118,29 @@ impl Harness {
         Self::start_with(dir, restart, pki()).await
     }
 
+    /// A runtime on an existing data dir after the host booted again (`boot_id` differs).
+    pub async fn start_after_boot(
+        dir: tempfile::TempDir,
+        restart: RestartPolicy,
+        boot_id: &str,
+    ) -> Harness {
+        Self::start_booted(dir, restart, pki(), Some(boot_id.into())).await
+    }
+
     /// A runtime with the given PKI: hosts of one test cluster share the CA.
     pub async fn start_with(
         dir: tempfile::TempDir,
         restart: RestartPolicy,
         pki: TestPki,
+    ) -> Harness {
+        Self::start_booted(dir, restart, pki, Some("boot-1".into())).await
+    }
+
+    async fn start_booted(
+        dir: tempfile::TempDir,
+        restart: RestartPolicy,
+        pki: TestPki,
+        boot_id: Option<String>,
     ) -> Harness {
         let options = RuntimeOptions {
             data_dir: dir.path().to_path_buf(),
@@ -135,6 +153,7 @@ impl Harness {
             report_interval: Duration::from_millis(200),
             stop_timeout: Duration::from_secs(3),
             restart,
+            boot_id,
         };
         let runtime = runtime::spawn(options, catalog().await);
         Harness {

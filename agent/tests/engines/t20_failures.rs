@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kvs_agent::supervisor::RestartPolicy;
-use kvs_proto::model::ProcessStatus;
+use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
 use crate::fixtures::{Harness, LOCALHOST, catalog, init_tracing, process};
 
@@ -105,5 +105,54 @@ async fn t22_corrupt_aof_crash_loops_with_a_clear_error() {
         "{}",
         report.last_error
     );
+    h.runtime.shutdown().await;
+}
+
+/// A primary with a standby that starts from disk after its host rebooted stays fenced, refusing
+/// clients, and reports it, until the coordinator answers with a new epoch; a plain restart on
+/// the same boot is not a reboot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t25_primary_restarted_after_a_reboot_is_fenced_until_a_new_epoch() {
+    init_tracing();
+    let Some(engine) = catalog().await.engines().first().map(|e| e.label.clone()) else {
+        return;
+    };
+    let name = "redis-boot-1";
+    let spec = DesiredProcess {
+        fence_after_seconds: Some(60),
+        ..process(name, &engine)
+    };
+    let mut h = Harness::start(RestartPolicy::default()).await;
+    h.runtime.set_coordinator_connected(true);
+    h.apply(vec![spec.clone()]);
+    let state = h.wait_status(name, ProcessStatus::Running).await;
+    assert!(!state.process(name).expect("reported").after_reboot);
+    h.try_client(&spec).await.expect("serves before the reboot");
+    h.runtime.shutdown().await;
+
+    tracing::info!("--- same data dir, new boot id: fenced and reported");
+    let mut h = Harness::start_after_boot(h.dir, RestartPolicy::default(), "boot-2").await;
+    h.runtime.set_coordinator_connected(true);
+    h.apply(vec![spec.clone()]);
+    h.wait(name, |p| {
+        p.after_reboot && p.fenced && p.status == ProcessStatus::Running
+    })
+    .await;
+    assert!(
+        h.try_client(&spec).await.is_err(),
+        "clients are refused while the coordinator has not answered"
+    );
+
+    tracing::info!("--- the coordinator raises the epoch: serving again");
+    let next = DesiredProcess {
+        epoch: spec.epoch + 1,
+        ..spec.clone()
+    };
+    h.apply(vec![next.clone()]);
+    h.wait(name, |p| {
+        !p.after_reboot && !p.fenced && p.epoch == next.epoch
+    })
+    .await;
+    h.try_client(&next).await.expect("serves at the new epoch");
     h.runtime.shutdown().await;
 }

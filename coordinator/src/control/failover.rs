@@ -189,6 +189,13 @@ fn unplanned_failover(tick: &mut Tick<'_>, instance: &Instance) -> bool {
             true
         }
         HostVerdict::Healthy => {
+            let rebooted = tick
+                .process_at(host, &instance.name, instance.epoch)
+                .is_some_and(|p| p.after_reboot && p.is_running_master());
+            if rebooted {
+                answer_reboot(tick, instance);
+                return true;
+            }
             let crash_looping = tick
                 .process_at(host, &instance.name, instance.epoch)
                 .is_some_and(|p| p.status == ProcessStatus::CrashLooping);
@@ -203,6 +210,44 @@ fn unplanned_failover(tick: &mut Tick<'_>, instance: &Instance) -> bool {
         }
         HostVerdict::AgentSilentHostReachable | HostVerdict::Suspect { .. } => true,
     }
+}
+
+/// The primary restarted from disk after its host rebooted (power loss, VM stop): with
+/// `appendfsync everysec` its AOF may miss the last second of writes its standby acknowledged,
+/// and its agent keeps it fenced. Fail over to the standby when it is within the lag limit of the
+/// primary's last offset before the reboot (or that offset is unknown); else the primary resumes
+/// at a new epoch (it has the better copy, or the only one). Found by kvs-sim (bug C): the
+/// standby resynced from the short AOF and lost WAIT-acknowledged writes.
+fn answer_reboot(tick: &mut Tick<'_>, instance: &Instance) {
+    let name = &instance.name;
+    let host = &instance.primary.host_id;
+    let reason = format!("primary host {host} rebooted; its AOF may miss acknowledged writes");
+    let before_reboot = tick
+        .process_at(host, name, instance.epoch)
+        .and_then(|p| p.master_offset_last);
+    let standby = best_standby(tick, instance).filter(|(_, offset)| {
+        before_reboot.is_none_or(|p| p.saturating_sub(*offset) <= tick.config.max_lag_bytes)
+    });
+    let command = match standby {
+        Some((target, offset)) => Command::BeginFailover {
+            name: name.clone(),
+            expected_epoch: instance.epoch,
+            new_primary_host: target.host_id.clone(),
+            planned: false,
+            allow_data_loss: false,
+            primary_offset: before_reboot,
+            target_offset: Some(offset),
+            reason: format!("{reason}; its standby has them"),
+            at_ms: tick.now_ms,
+        },
+        None => Command::ResumeAfterReboot {
+            name: name.clone(),
+            expected_epoch: instance.epoch,
+            reason: format!("{reason}; no standby in sync to take over"),
+            at_ms: tick.now_ms,
+        },
+    };
+    tick.commit(command);
 }
 
 /// The healthy standby with the highest offset: its host healthy, running as a replica at the

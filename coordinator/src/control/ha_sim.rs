@@ -133,6 +133,9 @@ pub struct Sim {
     pub link_cut: BTreeSet<String>,
     /// Hosts whose agent has not yet confirmed a switchover pause (CLIENT PAUSE still in flight).
     pub pause_unconfirmed: BTreeSet<String>,
+    /// Hosts that rebooted, with the epoch their primary restarted at (reported `after_reboot`
+    /// while the desired epoch has not moved past it).
+    pub rebooted: BTreeMap<String, u64>,
     /// Hosts whose engine for the instance crash-loops.
     pub crash_looping: BTreeSet<String>,
     /// Hosts whose engine just crashed and is being restarted in place by its agent.
@@ -161,6 +164,7 @@ impl Sim {
             probe_blocked: BTreeSet::new(),
             link_cut: BTreeSet::new(),
             pause_unconfirmed: BTreeSet::new(),
+            rebooted: BTreeMap::new(),
             crash_looping: BTreeSet::new(),
             restarting: BTreeSet::new(),
             lag: BTreeMap::new(),
@@ -290,6 +294,10 @@ impl Sim {
                     (Role::Primary, _) => ProcessObservation {
                         writes_paused: process.pause_writes
                             && !self.pause_unconfirmed.contains(host),
+                        after_reboot: self
+                            .rebooted
+                            .get(host)
+                            .is_some_and(|epoch| process.epoch <= *epoch),
                         ..running(process.epoch, "master", offset, "")
                     },
                     (Role::Standby, up) => {

@@ -44,6 +44,9 @@ pub struct ProcessObservation {
     /// Primary only: client writes are paused and `replication_offset` was read after the pause
     /// took effect (a planned switchover may promote once a standby reaches it).
     pub writes_paused: bool,
+    /// Primary only: started from disk after its host rebooted; fenced until the coordinator
+    /// fails over to a standby or raises the epoch (its AOF may miss acknowledged writes).
+    pub after_reboot: bool,
     /// Derived by [`Observations::record`], leave `None` when building a report: since when (the
     /// leader's monotonic time) this standby has continuously reported it cannot hear its primary.
     pub link_down_since: Option<Duration>,
@@ -73,6 +76,7 @@ impl ProcessObservation {
             connected_replicas: 0,
             fenced: false,
             writes_paused: false,
+            after_reboot: false,
             link_down_since: None,
             primary_heard_at: None,
             master_offset_last: None,
@@ -123,7 +127,9 @@ impl ProcessObservation {
         } else {
             None
         };
-        self.master_offset_last = if self.is_running_master() {
+        // A primary restarted after a reboot reports its short AOF's offset: keep the last one
+        // from before (what the standby is compared with).
+        self.master_offset_last = if self.is_running_master() && !self.after_reboot {
             Some(self.replication_offset)
         } else {
             previous

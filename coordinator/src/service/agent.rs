@@ -213,6 +213,7 @@ fn record(shared: &SharedRef, host_id: &str, observed: pb::Observed) -> Result<(
                 connected_replicas: p.connected_replicas,
                 fenced: p.fenced,
                 writes_paused: p.writes_paused,
+                after_reboot: p.after_reboot,
                 link_down_since: None,
                 primary_heard_at: None,
                 master_offset_last: None,
@@ -290,7 +291,7 @@ fn decision_inputs(
                 p.status,
                 p.role.clone(),
                 p.master_link_status.clone(),
-                p.fenced,
+                p.fenced || p.after_reboot,
                 p.writes_paused,
                 if waited_for { p.replication_offset } else { 0 },
             )

@@ -95,6 +95,14 @@ pub enum Command {
         host_id: String,
         at_ms: i64,
     },
+    /// The primary restarted after its host rebooted and no standby can take over: it serves its
+    /// own data again, at a new epoch (which lifts the agent's reboot fence).
+    ResumeAfterReboot {
+        name: String,
+        expected_epoch: u64,
+        reason: String,
+        at_ms: i64,
+    },
     /// Records a decision that changed nothing (a refused failover, an unplaceable standby).
     RecordEvent {
         name: String,
@@ -122,6 +130,7 @@ impl Command {
             Command::CompleteFailover { .. } => "complete_failover",
             Command::AbortFailover { .. } => "abort_failover",
             Command::RemoveStandby { .. } => "remove_standby",
+            Command::ResumeAfterReboot { .. } => "resume_after_reboot",
             Command::RecordEvent { .. } => "record_event",
         }
     }

@@ -7,6 +7,7 @@
 //!   CompleteFailover(new_epoch)   ──► primary = target, old primary → standby, epoch = new_epoch,
 //!                                     every attached app's version + 1 (the URL rotated)
 //!   AbortFailover(new_epoch)      ──► failover = None (epoch = new_epoch + 1 if promotion ordered)
+//!   ResumeAfterReboot(expected)   ──► epoch + 1 (a rebooted primary serves again, no failover)
 //! ```
 //!
 //! Epochs only grow. Every refusal is checked before anything changes, so a refused command
@@ -80,6 +81,12 @@ impl ClusterState {
                 host_id,
                 at_ms,
             } => self.remove_standby(name, host_id, *at_ms),
+            Command::ResumeAfterReboot {
+                name,
+                expected_epoch,
+                reason,
+                at_ms,
+            } => self.resume_after_reboot(name, *expected_epoch, reason, *at_ms),
             Command::RecordEvent {
                 name,
                 message,
@@ -313,6 +320,36 @@ impl ClusterState {
             intent.target_host_id, self.instances[name].primary.host_id
         );
         self.push_event(name, at_ms, message);
+        Ok(Applied::Done)
+    }
+
+    fn resume_after_reboot(
+        &mut self,
+        name: &str,
+        expected_epoch: u64,
+        reason: &str,
+        at_ms: i64,
+    ) -> CommandOutcome {
+        let instance = self.instance(name)?;
+        if instance.failover.is_some() {
+            return Err(Refusal::FailoverInProgress(name.to_string()));
+        }
+        if instance.epoch != expected_epoch {
+            return Err(Refusal::StaleEpoch {
+                instance: name.to_string(),
+                expected: expected_epoch,
+                actual: instance.epoch,
+            });
+        }
+        let instance = self.instance_mut(name);
+        instance.epoch += 1;
+        let epoch = instance.epoch;
+        self.desired_version += 1;
+        self.push_event(
+            name,
+            at_ms,
+            format!("{reason}; the primary resumes from its own data at epoch {epoch}"),
+        );
         Ok(Applied::Done)
     }
 

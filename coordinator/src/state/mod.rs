@@ -108,6 +108,7 @@ impl ClusterState {
             | Command::CompleteFailover { .. }
             | Command::AbortFailover { .. }
             | Command::RemoveStandby { .. }
+            | Command::ResumeAfterReboot { .. }
             | Command::RecordEvent { .. } => self.apply_ha(command),
             Command::DestroyInstance { name, at_ms: _ } => {
                 if self.instances.remove(name).is_none() {

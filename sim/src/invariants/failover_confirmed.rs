@@ -11,13 +11,14 @@
 //! leader; a link counts as up if the replica was replicating. The window is the nominal one,
 //! so `--break window-zero` is judged by the real rule. A replication link only becomes evidence
 //! through the standby's report, so links younger than the report delay are not held against
-//! the leader (they could not have reached it yet). Planned switchovers and crash-loop
-//! failovers follow their own rules (invariant 3 covers the latter).
+//! the leader (they could not have reached it yet). Planned switchovers, crash-loop failovers
+//! (invariant 3 covers them) and failovers away from a primary restarted after a host reboot
+//! (fenced by its agent until then; the host must really have rebooted) follow their own rules.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use super::{Invariant, is_crash_loop_failover, unplanned_failovers};
+use super::{Invariant, is_crash_loop_failover, is_reboot_failover, unplanned_failovers};
 use crate::world::World;
 
 /// The evidence of one tick.
@@ -62,6 +63,21 @@ impl Invariant for FailoverConfirmed {
         }
         for (instance, primary, reason) in unplanned_failovers(world) {
             if is_crash_loop_failover(&reason) {
+                continue;
+            }
+            if is_reboot_failover(&reason) {
+                // The old primary is fenced by its agent, so there is no second writer; it must
+                // really have restarted after a reboot.
+                let rebooted = world
+                    .engines
+                    .get(&(primary.clone(), instance.clone()))
+                    .is_some_and(|e| e.after_reboot_epoch.is_some());
+                if !rebooted {
+                    return Err(format!(
+                        "reboot failover of {instance} away from {primary}, whose host did not \
+                         reboot"
+                    ));
+                }
                 continue;
             }
             for seen in &self.history {

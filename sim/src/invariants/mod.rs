@@ -63,3 +63,9 @@ pub(crate) fn unplanned_failovers(world: &World) -> Vec<(String, String, String)
 pub(crate) fn is_crash_loop_failover(reason: &str) -> bool {
     reason.contains("crash-looping")
 }
+
+/// A failover away from a primary that restarted after its host rebooted (its AOF may be short;
+/// the agent keeps it fenced until the coordinator answers).
+pub(crate) fn is_reboot_failover(reason: &str) -> bool {
+    reason.contains("rebooted")
+}

@@ -3,7 +3,7 @@
 //! promote, demote, re-point, stop and delete), decides fencing with the REAL
 //! `kvs_agent::fencing::Fencing`, applies switchover pauses, and queues its report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kvs_agent::fencing::FenceInput;
@@ -184,7 +184,16 @@ impl World {
                     .get(&(host.to_string(), p.instance.clone()))
                     .is_some_and(|e| e.connected_replicas(now) > 0),
                 from_cache: !agent.authoritative,
+                after_reboot: self
+                    .engines
+                    .get(&(host.to_string(), p.instance.clone()))
+                    .is_some_and(|e| e.after_reboot_epoch.is_some_and(|r| p.epoch <= r)),
             })
+            .collect();
+        let refusing: BTreeSet<String> = inputs
+            .iter()
+            .filter(|i| i.after_reboot && i.fence_after.is_some())
+            .map(|i| i.instance.clone())
             .collect();
         let session = agent.session_up(now);
         let Some(agent) = self.agents.get_mut(host) else {
@@ -201,6 +210,7 @@ impl World {
                 self.timeline.push(now, host, format!("{instance} {what}"));
             }
             engine.fenced = now_fenced;
+            engine.refusing_peers = refusing.contains(instance);
         }
     }
 
@@ -271,6 +281,7 @@ impl World {
             if engine.is_primary() {
                 // The simulated pause takes effect with the desired state, so the offset is final.
                 report.writes_paused = now < engine.pause_until;
+                report.after_reboot = engine.after_reboot_epoch.is_some_and(|r| epoch <= r);
                 report.role = "master".into();
                 report.connected_replicas = engine.connected_replicas(now);
             } else {

@@ -136,6 +136,11 @@ impl World {
                 }
                 for ((h, _), engine) in self.engines.iter_mut() {
                     if h == host {
+                        // The VM boots again: its agent sees a new boot id (the real agent's
+                        // reboot.rs) for the primaries it restarts.
+                        if engine.is_primary() {
+                            engine.after_reboot_epoch = Some(engine.epoch);
+                        }
                         engine.stop();
                         if *lose_unsynced {
                             engine.lose_unsynced();

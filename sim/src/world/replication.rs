@@ -23,7 +23,7 @@ impl World {
             && self
                 .engines
                 .get(&(upstream.to_string(), instance.to_string()))
-                .is_some_and(|e| e.running)
+                .is_some_and(|e| e.running && !e.refusing_peers)
     }
 
     pub(super) fn run_replication(&mut self) {

@@ -312,6 +312,47 @@ fn t30c_an_abort_waits_until_a_silent_target_has_fenced_itself() {
 }
 
 #[test]
+fn t23_primary_restarted_after_a_reboot_fails_over_to_its_standby() {
+    // Bug C (kvs-sim seed 0, power-loss): the rebooted primary's AOF may miss the last second of
+    // writes its standby acknowledged; its agent keeps it fenced and reports `after_reboot`.
+    let mut sim = warm(1);
+    sim.rebooted.insert("ha".into(), 1);
+    let actions = sim.run(10);
+    assert_eq!(
+        commit_kinds(&actions)[..2],
+        ["begin_failover", "complete_failover"]
+    );
+    let instance = sim.instance();
+    assert_eq!(
+        (instance.primary.host_id.as_str(), instance.epoch),
+        ("hb", 2)
+    );
+    assert!(sim.events().iter().any(|e| e.contains("rebooted")));
+}
+
+#[test]
+fn t24_rebooted_primary_without_a_standby_in_sync_resumes_at_a_new_epoch() {
+    let mut sim = warm(1);
+    sim.down.insert("hb".into());
+    sim.down.insert("hc".into());
+    sim.run(10); // the standby host is silent now
+    sim.rebooted.insert("ha".into(), 1);
+    let actions = sim.run(5);
+    assert_eq!(commit_kinds(&actions), ["resume_after_reboot"]);
+    let instance = sim.instance();
+    assert_eq!(
+        (instance.primary.host_id.as_str(), instance.epoch),
+        ("ha", 2),
+        "same primary, new epoch (which lifts the agent's fence)"
+    );
+    let later = sim.run(10);
+    assert!(
+        !commit_kinds(&later).contains(&"resume_after_reboot"),
+        "answered once: {later:?}"
+    );
+}
+
+#[test]
 fn t31_planned_switchover_aborts_when_the_standby_does_not_catch_up() {
     let mut sim = warm(5);
     sim.lag.insert("hb".into(), 500);

@@ -268,3 +268,45 @@ fn remove_standby_and_record_event() {
     };
     refused(&mut state, note, Refusal::NoSuchInstance("nope".into()));
 }
+
+#[test]
+fn resume_after_reboot_raises_the_epoch_and_refuses_stale_or_busy_instances() {
+    let mut state = cluster();
+    let resume = |expected_epoch| Command::ResumeAfterReboot {
+        name: NAME.into(),
+        expected_epoch,
+        reason: "primary host ha rebooted".into(),
+        at_ms: 5,
+    };
+    refused(
+        &mut state,
+        resume(7),
+        Refusal::StaleEpoch {
+            instance: NAME.into(),
+            expected: 7,
+            actual: 1,
+        },
+    );
+    let version = state.desired_version;
+    state.apply(&resume(1)).unwrap();
+    let instance = &state.instances[NAME];
+    assert_eq!(
+        (instance.primary.host_id.as_str(), instance.epoch),
+        ("ha", 2)
+    );
+    assert!(
+        state.desired_version > version,
+        "the agents hear the new epoch"
+    );
+    assert!(
+        state.events[NAME]
+            .iter()
+            .any(|e| e.message.contains("resumes from its own data at epoch 2"))
+    );
+    state.apply(&begin(2, "hb", true)).unwrap();
+    refused(
+        &mut state,
+        resume(2),
+        Refusal::FailoverInProgress(NAME.into()),
+    );
+}

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //!   cut-off   cut the primary's host off → first answered write on the rotated URL, minus the window
+//!             (may be below zero: the window counts from the last sign of life, up to a probe
+//!             interval before the cut)
 //!   engine    kill -9 the primary's engine → first answered PING (restarted in place, no failover)
 //!   planned   `kvs failover` (standby in sync: HA Available) → first write on the new primary;
 //!             longest gap between two answered writes of a client that does not WAIT
@@ -51,6 +53,25 @@ fn print_row(label: &str, values: &[Duration]) {
         percentile(values.to_vec(), 50.0).as_secs_f64() * 1000.0,
         percentile(values.to_vec(), 90.0).as_secs_f64() * 1000.0,
         values.len()
+    );
+}
+
+/// Like `print_row`, for milliseconds that may be negative.
+fn print_signed_row(label: &str, millis: &[f64]) {
+    let mut sorted = millis.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+        sorted[rank.min(sorted.len() - 1)]
+    };
+    println!(
+        "  {label:<58} median {:>7.0} ms   p90 {:>7.0} ms   (n={})",
+        at(50.0),
+        at(90.0),
+        sorted.len()
     );
 }
 
@@ -161,7 +182,10 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
             .get(&after.url)
             .copied()
             .context("write on the new URL")?;
-        cut_overhead.push(first.duration_since(cut_at).saturating_sub(window));
+        // Signed: the window counts from the last sign of life, which precedes the cut by up to
+        // a probe interval, so a failover may come slightly before cut + window.
+        let to_first_write = first.duration_since(cut_at).as_secs_f64() * 1000.0;
+        cut_overhead.push(to_first_write - window.as_secs_f64() * 1000.0);
         cluster.lock().await.heal(primary)?;
         cluster
             .lock()
@@ -243,7 +267,7 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         "bench-failover: {} rounds on a netns cluster (3 hosts, sshd probes every 1 s, window {} s)",
         args.repeat, args.window_seconds
     );
-    print_row(
+    print_signed_row(
         "cut-off → first write on the rotated URL, minus the window",
         &cut_overhead,
     );

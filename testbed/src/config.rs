@@ -102,6 +102,9 @@ pub struct AgentConfig {
     /// The host's SSH public host key (netns mode: the host's own sshd); unset: the agent default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_host_key_file: Option<PathBuf>,
+    /// The host's own boot id file (every testbed host shares the machine's kernel; the
+    /// `reboot_host` fault writes a new id).
+    pub boot_id_file: PathBuf,
     pub engines: EnginePaths,
 }
 
@@ -224,6 +227,7 @@ pub fn agent_config(
         data_dir: dir.join(format!("agent-{zone}")).join("data"),
         report_interval: "1s".into(),
         ssh_host_key_file: None,
+        boot_id_file: dir.join(format!("agent-{zone}")).join("boot_id"),
         engines: EnginePaths {
             valkey_server: binaries.valkey_server.clone(),
             redis_server: binaries.redis_server.clone(),
@@ -249,6 +253,7 @@ mod tests {
             data_dir: "/d/agent".into(),
             report_interval: "1s".into(),
             ssh_host_key_file: None,
+            boot_id_file: "/d/agent/boot_id".into(),
             engines: EnginePaths {
                 valkey_server: Some("/usr/local/bin/valkey-server".into()),
                 redis_server: None,

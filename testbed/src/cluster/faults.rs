@@ -157,6 +157,29 @@ impl Cluster {
         self.start_agent(index)
     }
 
+    /// A host reboot: every process killed (as `kill_host`), a new boot id, then its sshd and
+    /// agent started again on the same data dir. (The page cache survives here, so the AOF is
+    /// whole; the agent only knows the host rebooted.)
+    pub async fn reboot_host(&mut self, index: usize) -> Result<()> {
+        self.kill_host(index)?;
+        let file = &self
+            .agent_configs
+            .get(index)
+            .context("no such host")?
+            .boot_id_file;
+        let previous = std::fs::read_to_string(file).unwrap_or_default();
+        let boot = previous
+            .trim()
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        std::fs::write(file, format!("testbed-boot-{}-{boot}\n", ZONES[index]))
+            .with_context(|| format!("writing {}", file.display()))?;
+        tracing::info!(host = ZONES[index], boot, "host rebooted (new boot id)");
+        self.restart_host(index).await
+    }
+
     /// Cuts host `index` off the network: its switch port goes down; packets are dropped silently.
     pub fn cut_off(&self, index: usize) -> Result<()> {
         self.set_port(ZONES.get(index).context("no such host")?, false)

@@ -198,6 +198,8 @@ impl Cluster {
             }
             let path = dir.join(format!("agent-{zone}")).join("config.toml");
             config::write_toml(&path, &config)?;
+            std::fs::write(&config.boot_id_file, format!("testbed-boot-{zone}-1\n"))
+                .with_context(|| format!("writing {}", config.boot_id_file.display()))?;
             let name = format!("agent-{zone}");
             let log = dir.join(format!("logs/{name}.log"));
             let mut node = Node::new(&name, &binaries.agent, path, log);

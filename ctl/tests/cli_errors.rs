@@ -5,15 +5,18 @@ use std::process::{Command, Output};
 
 /// Runs `kvs` with no KVS_* variables and an empty config dir, so no profile is found.
 fn kvs(args: &[&str], stdin: &str) -> Output {
-    let home = std::env::temp_dir().join(format!("kvs-ctl-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&home).expect("temp home");
+    let home_dir = tempfile::Builder::new()
+        .prefix("kvs-ctl-cli-test-")
+        .tempdir()
+        .expect("temp home");
+    let home = home_dir.path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvs"))
         .args(args)
         .env_remove("KVS_ENDPOINT")
         .env_remove("KVS_TOKEN")
         .env_remove("KVS_CA_FILE")
         .env_remove("KVS_PROFILE")
-        .env("HOME", &home)
+        .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,7 +1,7 @@
 //! Closes the gap between what the state says about an instance's status and what the agents
 //! report: `creating`/`unavailable` becomes `available` once the primary process runs as master
-//! at the current epoch; `available` becomes `unavailable` when the process is crash-looping or
-//! failed, or when its host goes silent. Failover is not decided here (it needs the standby and
+//! at the current epoch; `available` becomes `unavailable` when the process is crash-looping,
+//! failed or fenced after a host reboot, or when its host goes silent. Failover is not decided here (it needs the standby and
 //! the multi-vantage confirmation of DESIGN.md §4).
 
 use std::time::Duration;
@@ -36,6 +36,13 @@ pub fn decide(
             (HostLiveness::Up, None) => None,
             (HostLiveness::Up, Some(p)) if p.epoch != instance.epoch => None,
             (HostLiveness::Up, Some(p)) => match p.status {
+                // Restarted after a host reboot: fenced by its agent (clients refused) until the
+                // coordinator fails over or raises the epoch.
+                ProcessStatus::Running if p.role == "master" && p.after_reboot => Some((
+                    InstanceStatus::Unavailable,
+                    "primary engine fenced by its agent (restarted after a host reboot)"
+                        .to_string(),
+                )),
                 ProcessStatus::Running if p.role == "master" => Some((
                     InstanceStatus::Available,
                     "primary engine running".to_string(),
@@ -215,6 +222,20 @@ mod tests {
             ), // creating stays creating
             (Available, None, t, vec![]), // no report since leadership: unknown, no change
         ];
+        let mut fenced = seen(t, P::Running, "master", 1);
+        if let Some(p) = fenced
+            .hosts
+            .get_mut("h1")
+            .and_then(|h| h.processes.get_mut("redis-a-1000"))
+        {
+            p.fenced = true;
+            p.after_reboot = true;
+        }
+        assert_eq!(
+            statuses(&decide(&state(Available), &fenced, t, 0, SILENCE)),
+            [Unavailable],
+            "a primary fenced after a reboot refuses clients"
+        );
         for (i, (current, observed, now, expected)) in cases.into_iter().enumerate() {
             let s = state(current);
             let obs = match observed {

@@ -106,6 +106,22 @@ impl ClusterState {
             .ok_or_else(|| Refusal::NoSuchInstance(name.to_string()))
     }
 
+    /// `name` at `expected_epoch` with no failover in flight, or the refusal.
+    fn idle_at_epoch(&self, name: &str, expected_epoch: u64) -> Result<&Instance, Refusal> {
+        let instance = self.instance(name)?;
+        if instance.failover.is_some() {
+            return Err(Refusal::FailoverInProgress(name.to_string()));
+        }
+        if instance.epoch != expected_epoch {
+            return Err(Refusal::StaleEpoch {
+                instance: name.to_string(),
+                expected: expected_epoch,
+                actual: instance.epoch,
+            });
+        }
+        Ok(instance)
+    }
+
     fn instance_mut(&mut self, name: &str) -> &mut Instance {
         self.instances
             .get_mut(name)
@@ -178,17 +194,7 @@ impl ClusterState {
         expected_epoch: u64,
         intent: FailoverIntent,
     ) -> CommandOutcome {
-        let instance = self.instance(name)?;
-        if instance.failover.is_some() {
-            return Err(Refusal::FailoverInProgress(name.to_string()));
-        }
-        if instance.epoch != expected_epoch {
-            return Err(Refusal::StaleEpoch {
-                instance: name.to_string(),
-                expected: expected_epoch,
-                actual: instance.epoch,
-            });
-        }
+        let instance = self.idle_at_epoch(name, expected_epoch)?;
         if !instance
             .standbys
             .iter()
@@ -330,17 +336,7 @@ impl ClusterState {
         reason: &str,
         at_ms: i64,
     ) -> CommandOutcome {
-        let instance = self.instance(name)?;
-        if instance.failover.is_some() {
-            return Err(Refusal::FailoverInProgress(name.to_string()));
-        }
-        if instance.epoch != expected_epoch {
-            return Err(Refusal::StaleEpoch {
-                instance: name.to_string(),
-                expected: expected_epoch,
-                actual: instance.epoch,
-            });
-        }
+        self.idle_at_epoch(name, expected_epoch)?;
         let instance = self.instance_mut(name);
         instance.epoch += 1;
         let epoch = instance.epoch;

@@ -103,7 +103,7 @@ async fn tick(shared: &SharedRef) -> Option<Duration> {
             vantage_points: &vantage_points,
         };
         let verdicts = detector::assess(&evidence, now, &shared.ha);
-        let window_end = detector::next_window_end(&verdicts, &shared.ha);
+        let window_end = detector::next_window_end(&verdicts, now, &shared.ha);
         let mut memory = shared
             .ha_memory
             .lock()

@@ -22,6 +22,8 @@ use crate::wait::{Probe, wait_until};
 
 /// How long a node may take to bootstrap, join or restart.
 pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on one leader lookup inside a longer wait.
+const LEADER_LOOKUP: Duration = Duration::from_secs(5);
 
 /// Settings of every node, beyond addresses.
 #[derive(Debug, Clone)]
@@ -194,21 +196,29 @@ impl CoordinatorCluster {
     /// Waits until some live node reports a leader, and returns the leader's index.
     pub async fn leader(&self, timeout: Duration) -> Result<usize> {
         wait_until("a leader", timeout, || async {
+            // The leader named in the highest term, confirmed by that node in that term: a node
+            // just restarted may name itself from its persisted vote of an older term.
+            let mut named: Option<(u64, u64)> = None; // (term, leader id)
             for (index, node) in self.nodes.iter().enumerate() {
                 if node.process.is_none() {
                     continue;
                 }
                 if let Ok(status) = self.status(index).await
                     && status.leader_id != 0
-                    && let Some(leader) = self.nodes.iter().position(|n| n.id == status.leader_id)
-                    && self.nodes[leader].process.is_some()
-                    && self
-                        .status(leader)
-                        .await
-                        .is_ok_and(|s| s.leader_id == status.leader_id)
+                    && named.is_none_or(|(term, _)| status.term > term)
                 {
-                    return Probe::Ready(leader);
+                    named = Some((status.term, status.leader_id));
                 }
+            }
+            if let Some((term, id)) = named
+                && let Some(leader) = self.nodes.iter().position(|n| n.id == id)
+                && self.nodes[leader].process.is_some()
+                && self
+                    .status(leader)
+                    .await
+                    .is_ok_and(|s| s.leader_id == id && s.term >= term)
+            {
+                return Probe::Ready(leader);
             }
             Probe::Pending("no live node names a live leader".into())
         })
@@ -217,18 +227,23 @@ impl CoordinatorCluster {
 
     /// Waits until the leader counts `voters` voters, all caught up.
     pub async fn wait_voters(&self, voters: usize) -> Result<()> {
-        let leader = self.leader(NODE_START_TIMEOUT).await?;
         wait_until(
             &format!("{voters} caught-up voters"),
             NODE_START_TIMEOUT,
             || async {
+                // Found again on every attempt: leadership may move meanwhile.
+                let leader = match self.leader(LEADER_LOOKUP).await {
+                    Ok(leader) => leader,
+                    Err(e) => return Probe::Pending(format!("{e:#}")),
+                };
                 match self.status(leader).await {
                     Ok(s)
-                        if s.nodes
-                            .iter()
-                            .filter(|n| n.role == "voter" && n.lag == 0)
-                            .count()
-                            == voters =>
+                        if s.leader_id == self.nodes[leader].id
+                            && s.nodes
+                                .iter()
+                                .filter(|n| n.role == "voter" && n.lag == 0)
+                                .count()
+                                == voters =>
                     {
                         Probe::Ready(())
                     }

@@ -71,10 +71,12 @@ pub fn assess(
         .collect()
 }
 
-/// When the next suspect host's window would end if nothing changes: the leader ticks then, so a
-/// failover does not wait for its next periodic tick.
+/// When the next suspect host's window ends after `now`, if nothing changes: the leader ticks
+/// then, so a failover does not wait for its next periodic tick. Windows already over (a suspect
+/// still missing some evidence) are left to the periodic tick.
 pub fn next_window_end(
     verdicts: &BTreeMap<String, HostVerdict>,
+    now: Duration,
     config: &HaConfig,
 ) -> Option<Duration> {
     verdicts
@@ -83,6 +85,7 @@ pub fn next_window_end(
             HostVerdict::Suspect { since } => Some(*since + config.confirmation_window),
             _ => None,
         })
+        .filter(|end| *end > now)
         .min()
 }
 

@@ -246,7 +246,16 @@ fn the_leader_wakes_when_the_first_suspect_window_ends() {
             HostVerdict::ConfirmedDown { since: secs(1) },
         ),
     ]);
-    assert_eq!(next_window_end(&verdicts, &config), Some(secs(10) + window));
+    assert_eq!(
+        next_window_end(&verdicts, secs(0), &config),
+        Some(secs(10) + window)
+    );
+    // A window already over (evidence still incomplete) does not make the leader spin on it.
+    assert_eq!(
+        next_window_end(&verdicts, secs(10) + window, &config),
+        Some(secs(30) + window)
+    );
+    assert_eq!(next_window_end(&verdicts, secs(30) + window, &config), None);
     let calm = BTreeMap::from([("hc".to_string(), HostVerdict::Healthy)]);
-    assert_eq!(next_window_end(&calm, &config), None);
+    assert_eq!(next_window_end(&calm, secs(0), &config), None);
 }

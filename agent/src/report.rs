@@ -404,7 +404,6 @@ impl Session<'_> {
                     self.catalog,
                     self.system,
                 );
-                tracing::trace!(?message, "report");
                 if up.try_send(message).is_err() {
                     tracing::debug!("report queue full; dropping one report");
                 }

@@ -1,6 +1,6 @@
 //! The leader's loop: every `reconcile_interval` (and at once when a report changes a decision
-//! input, or when a suspect host's confirmation window ends), compare what the agents and probes report with
-//! the replicated state and act: instance status changes, the high-availability decisions of
+//! input, or when a suspect host's confirmation window ends), compare what the agents and probes
+//! report with the replicated state and act: instance status changes, the high-availability decisions of
 //! `control::failover` (promote, complete, place standbys, switchovers), agent restarts over SSH.
 //! Followers run the loop idle. A node that becomes leader starts its observations from scratch,
 //! so it waits a whole confirmation window before it may fail anything over (DESIGN.md §3).
@@ -83,7 +83,6 @@ fn reset_memory(shared: &Shared) {
 
 /// One leader tick; returns when the next suspect host's confirmation window ends, if any.
 async fn tick(shared: &SharedRef) -> Option<Duration> {
-    tracing::trace!("leader tick");
     let now = shared.clock.now();
     let now_ms = shared.clock.now_ms();
     let observations = shared.observe(|o| o.clone());

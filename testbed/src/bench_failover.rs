@@ -38,41 +38,30 @@ pub struct BenchFailoverArgs {
     pub window_seconds: u64,
 }
 
-fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
-    values.sort();
-    if values.is_empty() {
-        return Duration::ZERO;
+/// The `p`th percentile (nearest rank) of `millis`, 0 when empty.
+fn percentile(millis: &[f64], p: f64) -> f64 {
+    let mut sorted = millis.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return 0.0;
     }
-    let rank = ((p / 100.0) * (values.len() as f64 - 1.0)).round() as usize;
-    values[rank.min(values.len() - 1)]
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// One line of figures: median and p90 of `millis` (which may be negative).
+fn print_ms_row(label: &str, millis: &[f64]) {
+    println!(
+        "  {label:<58} median {:>7.0} ms   p90 {:>7.0} ms   (n={})",
+        percentile(millis, 50.0),
+        percentile(millis, 90.0),
+        millis.len()
+    );
 }
 
 fn print_row(label: &str, values: &[Duration]) {
-    println!(
-        "  {label:<58} median {:>7.0} ms   p90 {:>7.0} ms   (n={})",
-        percentile(values.to_vec(), 50.0).as_secs_f64() * 1000.0,
-        percentile(values.to_vec(), 90.0).as_secs_f64() * 1000.0,
-        values.len()
-    );
-}
-
-/// Like `print_row`, for milliseconds that may be negative.
-fn print_signed_row(label: &str, millis: &[f64]) {
-    let mut sorted = millis.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-        sorted[rank.min(sorted.len() - 1)]
-    };
-    println!(
-        "  {label:<58} median {:>7.0} ms   p90 {:>7.0} ms   (n={})",
-        at(50.0),
-        at(90.0),
-        sorted.len()
-    );
+    let millis: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    print_ms_row(label, &millis);
 }
 
 async fn instance(cluster: &Arc<Mutex<Cluster>>, name: &str) -> Result<pb::Instance> {
@@ -267,7 +256,7 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         "bench-failover: {} rounds on a netns cluster (3 hosts, sshd probes every 1 s, window {} s)",
         args.repeat, args.window_seconds
     );
-    print_signed_row(
+    print_ms_row(
         "cut-off → first write on the rotated URL, minus the window",
         &cut_overhead,
     );

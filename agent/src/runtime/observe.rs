@@ -40,12 +40,7 @@ impl Runtime {
                 ProcessReport {
                     fenced: self.fencing.fenced().contains(&s.instance),
                     writes_paused: s.pid.is_some() && self.writes_paused(&s.instance),
-                    after_reboot: s.pid.is_some()
-                        && self
-                            .supervisor
-                            .desired_processes()
-                            .find(|p| p.instance == s.instance)
-                            .is_some_and(|p| self.after_reboot(p)),
+                    after_reboot: s.pid.is_some() && self.instance_after_reboot(&s.instance),
                     info: self
                         .infos
                         .get(&s.instance)

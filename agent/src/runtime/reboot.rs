@@ -69,6 +69,16 @@ impl Runtime {
                 .is_some_and(|epoch| spec.epoch <= *epoch)
     }
 
+    /// Like [`Self::after_reboot`], by instance name (no lookup unless it rebooted).
+    pub(super) fn instance_after_reboot(&self, instance: &str) -> bool {
+        self.rebooted.contains_key(instance)
+            && self
+                .supervisor
+                .desired_processes()
+                .find(|p| p.instance == instance)
+                .is_some_and(|p| self.after_reboot(p))
+    }
+
     /// Forgets reboots the coordinator has answered (a new epoch, a demotion) or whose instance
     /// is gone.
     pub(super) fn forget_answered_reboots(&mut self) {

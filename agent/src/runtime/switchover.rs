@@ -98,7 +98,6 @@ impl Runtime {
 
     /// Polls every running standby a switchover waits for (unless a poll is in flight).
     pub(super) fn poll_catch_up(&mut self) {
-        tracing::trace!("catch-up poll");
         let targets: Vec<String> = self
             .supervisor
             .desired_processes()

@@ -229,17 +229,14 @@ fn answer_reboot(tick: &mut Tick<'_>, instance: &Instance) {
         before_reboot.is_none_or(|p| p.saturating_sub(*offset) <= tick.config.max_lag_bytes)
     });
     let command = match standby {
-        Some((target, offset)) => Command::BeginFailover {
-            name: name.clone(),
-            expected_epoch: instance.epoch,
-            new_primary_host: target.host_id.clone(),
-            planned: false,
-            allow_data_loss: false,
-            primary_offset: before_reboot,
-            target_offset: Some(offset),
-            reason: format!("{reason}; its standby has them"),
-            at_ms: tick.now_ms,
-        },
+        Some((target, offset)) => begin_unplanned(
+            tick,
+            instance,
+            target,
+            before_reboot,
+            offset,
+            format!("{reason}; its standby has them"),
+        ),
         None => Command::ResumeAfterReboot {
             name: name.clone(),
             expected_epoch: instance.epoch,
@@ -311,17 +308,37 @@ fn fail_over(tick: &mut Tick<'_>, instance: &Instance, reason: String, require_i
         );
         return;
     }
-    tick.commit(Command::BeginFailover {
-        name: name.clone(),
+    let command = begin_unplanned(
+        tick,
+        instance,
+        target,
+        primary_offset,
+        standby_offset,
+        reason,
+    );
+    tick.commit(command);
+}
+
+/// An unplanned failover of `instance` to the standby at `target`.
+fn begin_unplanned(
+    tick: &Tick<'_>,
+    instance: &Instance,
+    target: &Placement,
+    primary_offset: Option<u64>,
+    target_offset: u64,
+    reason: String,
+) -> Command {
+    Command::BeginFailover {
+        name: instance.name.clone(),
         expected_epoch: instance.epoch,
         new_primary_host: target.host_id.clone(),
         planned: false,
         allow_data_loss: false,
         primary_offset,
-        target_offset: Some(standby_offset),
+        target_offset: Some(target_offset),
         reason,
         at_ms: tick.now_ms,
-    });
+    }
 }
 
 #[cfg(test)]

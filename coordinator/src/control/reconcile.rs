@@ -1,7 +1,8 @@
 //! Closes the gap between what the state says about an instance's status and what the agents
 //! report: `creating`/`unavailable` becomes `available` once the primary process runs as master
 //! at the current epoch; `available` becomes `unavailable` when the process is crash-looping,
-//! failed or fenced after a host reboot, or when its host goes silent. Failover is not decided here (it needs the standby and
+//! failed or fenced after a host reboot, or when its host goes silent. Failover is not decided
+//! here (it needs the standby and
 //! the multi-vantage confirmation of DESIGN.md §4).
 
 use std::time::Duration;

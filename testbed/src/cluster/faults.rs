@@ -106,11 +106,7 @@ impl Cluster {
             .find(|h| h.id == host_id)
             .map(|h| h.address.clone())
             .with_context(|| format!("the coordinator lists no host {host_id}"))?;
-        let ip = address
-            .rsplit_once(':')
-            .map_or(address.as_str(), |(ip, _)| ip);
-        self.host_index(ip)
-            .or_else(|| self.host_index(&address))
+        self.host_index(&address)
             .with_context(|| format!("no testbed host has the address {address} of {host_id}"))
     }
 

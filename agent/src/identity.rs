@@ -31,9 +31,7 @@ struct HostFile {
 
 /// Loads the stored identity; `None` if absent or incomplete (then the agent registers afresh).
 pub async fn load(data_dir: &Path) -> Option<Identity> {
-    let host = tokio::fs::read_to_string(data_dir.join("host.json"))
-        .await
-        .ok()?;
+    let host = std::fs::read_to_string(data_dir.join("host.json")).ok()?;
     let host: HostFile = match serde_json::from_str(&host) {
         Ok(host) => host,
         Err(error) => {
@@ -44,17 +42,15 @@ pub async fn load(data_dir: &Path) -> Option<Identity> {
     let tls = data_dir.join("tls");
     Some(Identity {
         host_id: host.host_id,
-        cert_pem: tokio::fs::read_to_string(tls.join("cert.pem")).await.ok()?,
-        key_pem: tokio::fs::read_to_string(tls.join("key.pem")).await.ok()?,
-        ca_pem: tokio::fs::read_to_string(tls.join("ca.pem")).await.ok()?,
+        cert_pem: std::fs::read_to_string(tls.join("cert.pem")).ok()?,
+        key_pem: std::fs::read_to_string(tls.join("key.pem")).ok()?,
+        ca_pem: std::fs::read_to_string(tls.join("ca.pem")).ok()?,
     })
 }
 
 /// Only the host id, for re-registration under the same id when the certificates are gone.
 pub async fn load_host_id(data_dir: &Path) -> Option<String> {
-    let host = tokio::fs::read_to_string(data_dir.join("host.json"))
-        .await
-        .ok()?;
+    let host = std::fs::read_to_string(data_dir.join("host.json")).ok()?;
     serde_json::from_str::<HostFile>(&host)
         .ok()
         .map(|h| h.host_id)
@@ -63,18 +59,18 @@ pub async fn load_host_id(data_dir: &Path) -> Option<String> {
 /// Writes `contents` to `path` with mode 0600, atomically (temp file + rename).
 pub async fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true).mode(0o600);
-    let mut file = options.open(&tmp).await?;
-    tokio::io::AsyncWriteExt::write_all(&mut file, contents).await?;
-    file.sync_all().await?;
-    tokio::fs::rename(&tmp, path).await
+    let mut options = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(options.write(true).create(true).truncate(true), 0o600);
+    let mut file = options.open(&tmp)?;
+    std::io::Write::write_all(&mut file, contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Stores the identity.
 pub async fn store(data_dir: &Path, identity: &Identity) -> std::io::Result<()> {
     let tls = data_dir.join("tls");
-    tokio::fs::create_dir_all(&tls).await?;
+    std::fs::create_dir_all(&tls)?;
     write_private(&tls.join("cert.pem"), identity.cert_pem.as_bytes()).await?;
     write_private(&tls.join("key.pem"), identity.key_pem.as_bytes()).await?;
     write_private(&tls.join("ca.pem"), identity.ca_pem.as_bytes()).await?;

@@ -103,7 +103,15 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
         );
         handle.apply(cached);
     }
-    report::session_loop(&config, &identity, &catalog, &handle, &cancel).await;
+    report::session_loop(
+        &config,
+        &identity,
+        &catalog,
+        &handle,
+        &cancel,
+        &report::tcp_dial(),
+    )
+    .await;
     handle.shutdown().await;
     Ok(())
 }
@@ -122,7 +130,7 @@ async fn obtain_identity(
     };
     let mut backoff = REGISTER_BACKOFF_MIN;
     loop {
-        match report::register(config, catalog, previous_id.clone()).await {
+        match report::register(config, catalog, previous_id.clone(), &report::tcp_dial()).await {
             Ok(identity) => {
                 identity::store(&config.data_dir, &identity)
                     .await

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kvs_proto::metadata::LEADER_ENDPOINT;
 use kvs_proto::model::DesiredProcess;
 use kvs_proto::pb::{self, agent_client::AgentClient};
@@ -124,22 +125,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn connect(endpoint: &str, tls: ClientTlsConfig) -> Result<Channel, ReportError> {
+/// Opens a gRPC channel to an endpoint (its TLS and timeouts already set): TCP in production
+/// ([`tcp_dial`]), turmoil's simulated TCP in the simulation (sim/).
+pub type Dial = std::sync::Arc<
+    dyn Fn(Endpoint) -> BoxFuture<'static, Result<Channel, tonic::transport::Error>> + Send + Sync,
+>;
+
+/// Dials over the host's TCP stack.
+pub fn tcp_dial() -> Dial {
+    std::sync::Arc::new(|endpoint: Endpoint| Box::pin(async move { endpoint.connect().await }))
+}
+
+async fn connect(
+    endpoint: &str,
+    tls: ClientTlsConfig,
+    dial: &Dial,
+) -> Result<Channel, ReportError> {
     let connect_error = |error: tonic::transport::Error| ReportError::Connect {
         endpoint: endpoint.to_string(),
         error: error_chain(&error),
     };
-    Endpoint::from_shared(endpoint.to_string())
+    let endpoint = Endpoint::from_shared(endpoint.to_string())
         .map_err(connect_error)?
         .tls_config(tls)
         .map_err(connect_error)?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .map_err(connect_error)
+        .keep_alive_while_idle(true);
+    dial(endpoint).await.map_err(connect_error)
 }
 
 fn host_metrics(system: &mut sysinfo::System) -> pb::HostMetrics {
@@ -212,6 +226,7 @@ pub async fn session_loop(
     catalog: &Catalog,
     runtime: &RuntimeHandle,
     cancel: &CancellationToken,
+    dial: &Dial,
 ) {
     if config.coordinators.is_empty() {
         tracing::error!("no coordinator configured");
@@ -233,7 +248,7 @@ pub async fn session_loop(
             catalog,
             &mut system,
         );
-        let search = open_any(&config.coordinators, &tls, first);
+        let search = open_any(&config.coordinators, &tls, first, dial);
         let found = tokio::select! {
             _ = cancel.cancelled() => return,
             found = search => found,
@@ -297,13 +312,14 @@ async fn open_any(
     endpoints: &[String],
     tls: &ClientTlsConfig,
     first: pb::AgentMessage,
+    dial: &Dial,
 ) -> Result<OpenSession, Vec<String>> {
     let mut attempts = tokio::task::JoinSet::new();
     let mut tried = BTreeSet::new();
     let spawn = |attempts: &mut tokio::task::JoinSet<_>, endpoint: String| {
-        let (tls, first) = (tls.clone(), first.clone());
+        let (tls, first, dial) = (tls.clone(), first.clone(), dial.clone());
         attempts.spawn(async move {
-            let opened = open_session(&endpoint, tls, first).await;
+            let opened = open_session(&endpoint, tls, first, &dial).await;
             (endpoint, opened)
         });
     };
@@ -338,8 +354,9 @@ async fn open_session(
     endpoint: &str,
     tls: ClientTlsConfig,
     first: pb::AgentMessage,
+    dial: &Dial,
 ) -> Result<OpenSession, ReportError> {
-    let channel = connect(endpoint, tls).await?;
+    let channel = connect(endpoint, tls, dial).await?;
     let mut client =
         AgentClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
     let (up, up_rx) = mpsc::channel(UP_QUEUE_CAPACITY);

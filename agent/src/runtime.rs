@@ -54,7 +54,7 @@ mod tasks;
 
 use handle::Event;
 pub use handle::{
-    DesiredState, ObservedState, ProcessReport, RuntimeHandle, RuntimeOptions, spawn,
+    DesiredState, ObservedState, ProcessReport, RuntimeEnds, RuntimeHandle, RuntimeOptions, spawn,
 };
 pub use tasks::query_info;
 

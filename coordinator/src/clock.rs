@@ -7,6 +7,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Clock {
     start: tokio::time::Instant,
+    /// Simulated wall clock: Unix milliseconds at `start` (`None`: the OS's wall clock).
+    wall_at_start_ms: Option<i64>,
 }
 
 impl Default for Clock {
@@ -19,6 +21,16 @@ impl Clock {
     pub fn new() -> Self {
         Self {
             start: tokio::time::Instant::now(),
+            wall_at_start_ms: None,
+        }
+    }
+
+    /// A clock whose wall time is `wall_at_start_ms` now and advances with tokio's clock (the
+    /// simulation: turmoil simulates tokio's clock, not the OS's).
+    pub fn simulated(wall_at_start_ms: i64) -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            wall_at_start_ms: Some(wall_at_start_ms),
         }
     }
 
@@ -30,6 +42,9 @@ impl Clock {
     /// Wall-clock time, Unix milliseconds.
     #[allow(clippy::disallowed_methods)] // the one place wall time is read
     pub fn now_ms(&self) -> i64 {
+        if let Some(base) = self.wall_at_start_ms {
+            return base.saturating_add(i64::try_from(self.now().as_millis()).unwrap_or(i64::MAX));
+        }
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

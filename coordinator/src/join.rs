@@ -33,10 +33,16 @@ const REDIRECTS_MAX: usize = 5;
 pub struct JoinClient {
     ca_pem: String,
     admin_token: String,
+    /// How channels are opened (`Net::connect`).
+    connect: crate::raft::Connect,
 }
 
 impl JoinClient {
-    pub fn new(ca_file: &Path, admin_token: String) -> anyhow::Result<Self> {
+    pub fn new(
+        ca_file: &Path,
+        admin_token: String,
+        connect: crate::raft::Connect,
+    ) -> anyhow::Result<Self> {
         let ca_pem = std::fs::read_to_string(ca_file).with_context(|| {
             format!(
                 "joining needs the cluster's CA bundle in {} (copy ca.pem from a running node)",
@@ -51,20 +57,19 @@ impl JoinClient {
         Ok(Self {
             ca_pem,
             admin_token,
+            connect,
         })
     }
 
     async fn client(&self, url: &str) -> anyhow::Result<AdminClient<Channel>> {
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
-        let channel = Endpoint::from_shared(url.to_string())
+        let endpoint = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("bad join URL {url:?}"))?
             .tls_config(tls)?
             .connect_timeout(Duration::from_secs(3))
-            .timeout(JOIN_RPC_TIMEOUT)
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        Ok(AdminClient::new(channel))
+            .timeout(JOIN_RPC_TIMEOUT);
+        // Lazy: a target that does not answer fails the first call (retried by the caller).
+        Ok(AdminClient::new((self.connect)(&endpoint)))
     }
 
     fn authed<T>(&self, message: T) -> tonic::Request<T> {

@@ -5,7 +5,7 @@
 //!   control/  placement, reconcile, desired state (pure policy)
 //!   raft/     openraft glue: redb log + state machine, peer network
 //!   service/  tonic adapters: Admin, Agent, Config
-//!   node.rs   wiring and the leader's loops
+//!   node.rs   wiring and the leader's loops; net.rs: how a node reaches the network
 //! ```
 
 pub mod bootstrap;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod join;
 pub mod leader;
+pub mod net;
 pub mod node;
 pub mod probe;
 pub mod probing;

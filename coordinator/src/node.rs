@@ -22,11 +22,10 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::bootstrap;
 use crate::ca::ClusterCa;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::Observations;
+use crate::net::Net;
 use crate::raft;
-use crate::secrets::Secrets;
 use crate::service::admin::AdminService;
 use crate::service::agent::AgentService;
 use crate::service::auth::AdminToken;
@@ -94,16 +93,53 @@ pub async fn run_with_listeners(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let io = NodeIo {
+        api_addr: listeners.api.local_addr()?,
+        raft_addr: listeners.raft.local_addr()?,
+        api: tokio_stream::wrappers::TcpListenerStream::new(listeners.api),
+        raft: tokio_stream::wrappers::TcpListenerStream::new(listeners.raft),
+    };
+    run_with_io(config, io, Net::tcp(), shutdown).await
+}
+
+/// The two incoming connection streams of a node and the addresses they listen on.
+pub struct NodeIo<S> {
+    /// Admin, Agent and Config services.
+    pub api: S,
+    /// Peer-only Raft service.
+    pub raft: S,
+    pub api_addr: std::net::SocketAddr,
+    pub raft_addr: std::net::SocketAddr,
+}
+
+/// Runs a coordinator node on the given connections and ways out (the simulation's entry point;
+/// production goes through [`run_with_listeners`]) until `shutdown` resolves.
+pub async fn run_with_io<S, IO>(
+    config: Config,
+    io: NodeIo<S>,
+    net: Net,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
     let mut config = config.validate()?;
-    config.listen = listeners.api.local_addr()?;
-    config.raft_listen = listeners.raft.local_addr()?;
+    config.listen = io.api_addr;
+    config.raft_listen = io.raft_addr;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let clock = Clock::new();
-    let secrets = Secrets::from_os();
+    let clock = net.clock.clone();
+    let secrets = net.secrets();
 
     let peer_tls: raft::PeerTls = Arc::new(std::sync::RwLock::new(None));
-    let network = raft::NetworkFactory::with_tls_cell(peer_tls.clone());
+    let network =
+        raft::NetworkFactory::with_tls_cell(peer_tls.clone()).with_connect(net.connect.clone());
     let raft_dir = config.data_dir.join("raft");
     let mut raft_config = raft::config(&config.cluster_id);
     raft_config.snapshot_policy =
@@ -119,14 +155,29 @@ pub async fn run_with_listeners(
     .await
     .with_context(|| format!("cannot open the Raft store in {}", raft_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(observer) = net.raft_observer.clone() {
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let (term, leader) = {
+                    let m = metrics.borrow_and_update();
+                    (m.current_term, m.current_leader)
+                };
+                observer(term, leader);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 
-    let probe_key = Arc::new(
-        crate::probe::load_or_create_probe_key(&config.probe_key_path())
-            .with_context(|| format!("probe key {}", config.probe_key_path().display()))?,
-    );
+    let probers = match net.probers.clone() {
+        Some(probers) => probers,
+        None => ssh_probers(&config)?,
+    };
 
     // Phase 1: this node's identity, and the peer Raft service.
-    let identity = startup::establish(&config, &raft, &state, &secrets, &clock).await?;
+    let identity = startup::establish(&config, &raft, &state, &secrets, &clock, &net).await?;
     let peer_client_tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&identity.ca_pem))
         .identity(Identity::from_pem(
@@ -152,7 +203,7 @@ pub async fn run_with_listeners(
         true
     });
     let raft_serve = serve_raft(
-        listeners.raft,
+        io.raft,
         &identity.cert,
         &identity.ca_pem,
         raft.clone(),
@@ -195,16 +246,9 @@ pub async fn run_with_listeners(
         ha: ha_config(&config)?,
         probes: Mutex::new(Default::default()),
         ha_memory: Mutex::new(Default::default()),
-        prober: Arc::new(crate::probe::SshProber::with_timeouts(
-            probe_key.clone(),
-            config.probe_timeout,
-            config.probe_timeout,
-        )),
-        restart_prober: Arc::new(crate::probe::SshProber::with_timeouts(
-            probe_key,
-            config.probe_timeout,
-            AGENT_RESTART_TIMEOUT,
-        )),
+        prober: probers.probe,
+        restart_prober: probers.restart,
+        net: net.clone(),
         peer_tls: peer_client_tls,
         tick_now: tokio::sync::Notify::new(),
         stopping: tokio_util::sync::CancellationToken::new(),
@@ -234,12 +278,9 @@ pub async fn run_with_listeners(
         .add_service(InterceptedService::new(admin, token.clone()))
         .add_service(InterceptedService::new(config_service, token))
         .add_service(agent)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listeners.api),
-            async move {
-                let _ = stop_server.wait_for(|stop| *stop).await;
-            },
-        );
+        .serve_with_incoming_shutdown(io.api, async move {
+            let _ = stop_server.wait_for(|stop| *stop).await;
+        });
     let server = tokio::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(cause = %e, "the API server stopped");
@@ -262,14 +303,23 @@ pub async fn run_with_listeners(
 
 /// Serves the peer-only Raft listener (mutual TLS: peers must present a cluster certificate with
 /// the coordinator role): returns the future that serves it until `stop`.
-fn serve_raft(
-    listener: tokio::net::TcpListener,
+fn serve_raft<S, IO>(
+    incoming: S,
     node_cert: &crate::ca::IssuedCert,
     ca_pem: &str,
     raft: raft::Raft,
     probe_sink: raft::ProbeSink,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static> {
+) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static>
+where
+    S: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))
         .client_ca_root(Certificate::from_pem(ca_pem));
@@ -281,12 +331,29 @@ fn serve_raft(
                 .into_server(),
             CoordinatorsOnly,
         ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+}
+
+/// The SSH probers, with the node's probe key (created on first start).
+fn ssh_probers(config: &Config) -> anyhow::Result<crate::net::Probers> {
+    let probe_key = Arc::new(
+        crate::probe::load_or_create_probe_key(&config.probe_key_path())
+            .with_context(|| format!("probe key {}", config.probe_key_path().display()))?,
+    );
+    Ok(crate::net::Probers {
+        probe: Arc::new(crate::probe::SshProber::with_timeouts(
+            probe_key.clone(),
+            config.probe_timeout,
+            config.probe_timeout,
+        )),
+        restart: Arc::new(crate::probe::SshProber::with_timeouts(
+            probe_key,
+            config.probe_timeout,
+            AGENT_RESTART_TIMEOUT,
+        )),
+    })
 }
 
 /// Admits only peers whose verified certificate has the coordinator role (agents hold

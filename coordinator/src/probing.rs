@@ -144,7 +144,7 @@ async fn forward(
                     return;
                 }
             };
-            let channel = endpoint.connect_lazy();
+            let channel = (shared.net.connect)(&endpoint);
             channels.insert(address.clone(), channel.clone());
             channel
         }

@@ -65,6 +65,7 @@ pub async fn establish(
     state: &StateHandle,
     secrets: &Secrets,
     clock: &Clock,
+    net: &crate::net::Net,
 ) -> anyhow::Result<NodeIdentity> {
     let (cert_path, key_path) = cert_paths(config);
     if raft.is_initialized().await? {
@@ -104,7 +105,7 @@ pub async fn establish(
             .join_ca_file
             .clone()
             .unwrap_or_else(|| config.ca_bundle_path());
-        let client = JoinClient::new(&ca_file, token)?;
+        let client = JoinClient::new(&ca_file, token, net.connect.clone())?;
         tracing::info!(join = %url, "joining an existing cluster");
         let issued = client.node_certificate(url, config).await?;
         let cert = IssuedCert {

@@ -53,6 +53,11 @@ enum Commands {
         #[arg(long = "break")]
         breaks: Vec<String>,
     },
+    /// The full-stack simulation: the real coordinator and agent code on turmoil.
+    Stack {
+        #[command(subcommand)]
+        command: crate::stack::cli::StackCommand,
+    },
 }
 
 fn parse_breaks(names: &[String]) -> Result<Breaks, String> {
@@ -91,6 +96,7 @@ pub fn main() -> ExitCode {
             scenario,
             breaks,
         } => explore_many(&seeds, jobs, &scenario, &breaks),
+        Commands::Stack { command } => crate::stack::cli::main(command, parse_breaks, parse_range),
     };
     match result {
         Ok(code) => code,

@@ -27,6 +27,7 @@ pub mod invariants;
 pub mod network;
 pub mod run;
 pub mod scenario;
+pub mod stack;
 pub mod timeline;
 pub mod world;
 

@@ -23,7 +23,7 @@ pub(super) fn cache_path(data_dir: &Path) -> PathBuf {
 
 /// Loads the last applied desired state, as a non-authoritative state.
 pub async fn load_cached_desired(data_dir: &Path) -> Option<DesiredState> {
-    let text = tokio::fs::read_to_string(cache_path(data_dir)).await.ok()?;
+    let text = std::fs::read_to_string(cache_path(data_dir)).ok()?;
     match serde_json::from_str::<CachedDesired>(&text) {
         Ok(cached) => Some(DesiredState {
             version: cached.version,

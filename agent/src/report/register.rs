@@ -6,7 +6,7 @@ use kvs_proto::metadata::AUTHORIZATION;
 use kvs_proto::pb::{self, agent_client::AgentClient};
 use tonic::transport::{Certificate, ClientTlsConfig};
 
-use super::{REGISTER_TIMEOUT, ReportError, connect, host_metrics};
+use super::{Dial, REGISTER_TIMEOUT, ReportError, connect, host_metrics};
 use crate::config::Config;
 use crate::engine::catalog::Catalog;
 use crate::identity::Identity;
@@ -17,14 +17,13 @@ pub async fn register(
     config: &Config,
     catalog: &Catalog,
     previous_id: Option<String>,
+    dial: &Dial,
 ) -> Result<Identity, ReportError> {
     let token = config.read_join_token()?;
-    let ca = tokio::fs::read_to_string(&config.ca_file)
-        .await
-        .map_err(|error| ReportError::Read {
-            path: config.ca_file.clone(),
-            error,
-        })?;
+    let ca = std::fs::read_to_string(&config.ca_file).map_err(|error| ReportError::Read {
+        path: config.ca_file.clone(),
+        error,
+    })?;
     let mut system = sysinfo::System::new();
     let request = pb::RegisterRequest {
         host_id: previous_id.unwrap_or_default(),
@@ -37,7 +36,7 @@ pub async fn register(
     };
     let mut last_error = None;
     for configured in &config.coordinators {
-        match register_at(configured, &ca, &token, &request).await {
+        match register_at(configured, &ca, &token, &request, dial).await {
             Ok(identity) => return Ok(identity),
             Err(error) => {
                 tracing::warn!(endpoint = %configured, %error, "registration attempt failed");
@@ -54,12 +53,13 @@ async fn register_at(
     ca: &str,
     token: &str,
     request: &pb::RegisterRequest,
+    dial: &Dial,
 ) -> Result<Identity, ReportError> {
     let mut endpoint = configured.to_string();
     for _ in 0..2 {
         let attempt = async {
             let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-            let mut client = AgentClient::new(connect(&endpoint, tls).await?);
+            let mut client = AgentClient::new(connect(&endpoint, tls, dial).await?);
             let mut req = tonic::Request::new(request.clone());
             req.set_timeout(REGISTER_TIMEOUT);
             let bearer = format!("Bearer {token}").parse().map_err(|_| {

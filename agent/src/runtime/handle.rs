@@ -174,6 +174,45 @@ impl RuntimeHandle {
     }
 }
 
+/// The runtime's side of a [`RuntimeHandle`], for a runtime that is not [`spawn`]'s: the
+/// simulation (sim/) runs the agent's session code over a simulated engine runtime.
+pub struct RuntimeEnds {
+    /// The desired states the handle was given.
+    pub desired: watch::Receiver<Option<DesiredState>>,
+    /// Whether the coordinator session is up.
+    pub coordinator: watch::Receiver<bool>,
+    /// Where the runtime publishes what it observes.
+    pub observed: watch::Sender<ObservedState>,
+    /// Cancelled by [`RuntimeHandle::shutdown`].
+    pub cancel: CancellationToken,
+}
+
+impl RuntimeHandle {
+    /// A handle driving the runtime `run` returns (spawned as a task).
+    pub fn external<F>(run: impl FnOnce(RuntimeEnds) -> F) -> RuntimeHandle
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (desired_tx, desired_rx) = watch::channel(None);
+        let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
+        let (coordinator_tx, coordinator_rx) = watch::channel(false);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(RuntimeEnds {
+            desired: desired_rx,
+            coordinator: coordinator_rx,
+            observed: observed_tx,
+            cancel: cancel.clone(),
+        }));
+        RuntimeHandle {
+            desired: desired_tx,
+            coordinator: coordinator_tx,
+            observed: observed_rx,
+            cancel,
+            task,
+        }
+    }
+}
+
 /// Starts the runtime loop. Instance directories already on disk are taken over (and deleted
 /// once an authoritative desired state omits them); engines a previous agent left running in
 /// them are adopted, not restarted.

@@ -15,6 +15,7 @@
 
 mod log_store;
 mod network;
+mod runtime;
 mod service;
 mod state_machine;
 mod store;
@@ -35,6 +36,7 @@ pub use network::{
     CONNECT_TIMEOUT, Connect, MESSAGE_SIZE_MAX, NetworkFactory, PeerNetwork, PeerTls,
     RPC_TIMEOUT_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_RPC_TIMEOUT_MAX,
 };
+pub use runtime::{KvsRuntime, seed_rng, unseed_rng};
 pub use service::{ProbeSink, RaftService};
 pub use state_machine::{SnapshotBuilder, StateHandle, StateMachine};
 pub use store::{DATABASE_FILE_NAME, Store, StoreError, StoreIoError};

@@ -19,7 +19,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = super::runtime::KvsRuntime,
 );
 
 /// A coordinator node id, unique and stable within one cluster.

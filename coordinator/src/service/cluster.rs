@@ -114,12 +114,7 @@ pub async fn add_node(
             existing.addr
         )));
     }
-    match tokio::time::timeout(
-        REACHABILITY_TIMEOUT,
-        tokio::net::TcpStream::connect(raft_addr),
-    )
-    .await
-    {
+    match tokio::time::timeout(REACHABILITY_TIMEOUT, (shared.net.reach)(raft_addr)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             return Err(ApiError::FailedPrecondition(format!(

@@ -53,6 +53,8 @@ pub struct Shared {
     pub prober: Arc<dyn crate::probe::Prober>,
     /// Runs remote commands such as restarting an agent (longer deadline).
     pub restart_prober: Arc<dyn crate::probe::Prober>,
+    /// How this node dials out (peer channels, reachability checks).
+    pub net: crate::net::Net,
     /// Client TLS of the peer channel (this node's certificate, the cluster CA).
     pub peer_tls: tonic::transport::ClientTlsConfig,
     /// Wakes the leader's loop before its next tick (a report changed a decision input).

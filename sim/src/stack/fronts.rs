@@ -215,7 +215,8 @@ async fn feed_replica(
     last: u64,
 ) {
     let start = tokio::time::Instant::now();
-    let mut sent = {
+    // The stream belongs to one run of the engine: a restart (new generation) ends it.
+    let (mut sent, generation) = {
         let state = lock(&context.state);
         let Some(engine) = state.engines.get(&instance) else {
             return;
@@ -225,7 +226,7 @@ async fn feed_replica(
             return;
         }
         let prefix = len <= engine.log.len() && (len == 0 || engine.log[len - 1] == last);
-        if prefix { len } else { 0 }
+        (if prefix { len } else { 0 }, engine.generation)
     };
     let header = if sent == len { "PART\n" } else { "FULL\n" };
     if write.write_all(header.as_bytes()).await.is_err() {
@@ -255,7 +256,11 @@ async fn feed_replica(
                 let batch: Vec<u64> = {
                     let state = lock(&context.state);
                     match state.engines.get(&instance) {
-                        Some(engine) if engine.running && engine.role == Role::Primary => {
+                        Some(engine)
+                            if engine.running
+                                && engine.role == Role::Primary
+                                && engine.generation == generation =>
+                        {
                             engine.log.get(sent..).map(<[u64]>::to_vec).unwrap_or_default()
                         }
                         _ => break,
@@ -295,13 +300,21 @@ async fn replicate_once(
     instance: &str,
     upstream: SocketAddr,
 ) -> Option<()> {
-    let (len, last) = {
+    let (len, last, generation) = {
         let state = lock(&context.state);
         let engine = state.engines.get(instance)?;
         if !engine.running || engine.role != Role::Standby {
             return None;
         }
-        (engine.log.len(), engine.log.last().copied().unwrap_or(0))
+        (
+            engine.log.len(),
+            engine.log.last().copied().unwrap_or(0),
+            engine.generation,
+        )
+    };
+    // The link belongs to one run of the engine: a restart (new generation) syncs again.
+    let same_run = |engine: &super::engines::Engine| {
+        engine.running && engine.role == Role::Standby && engine.generation == generation
     };
     let stream = tokio::time::timeout(DIAL_TIMEOUT, turmoil::net::TcpStream::connect(upstream))
         .await
@@ -320,6 +333,9 @@ async fn replicate_once(
     {
         let mut state = lock(&context.state);
         let engine = state.engines.get_mut(instance)?;
+        if !same_run(engine) {
+            return None;
+        }
         if header == "FULL" {
             engine.log.clear();
         } else if header != "PART" {
@@ -335,7 +351,7 @@ async fn replicate_once(
                 if let Some(id) = line.strip_prefix("E ").and_then(|n| n.parse::<u64>().ok()) {
                     let mut state = lock(&context.state);
                     let engine = state.engines.get_mut(instance)?;
-                    if !engine.running || engine.role != Role::Standby {
+                    if !same_run(engine) {
                         return None;
                     }
                     engine.log.push(id);
@@ -345,7 +361,7 @@ async fn replicate_once(
                 let len = {
                     let state = lock(&context.state);
                     let engine = state.engines.get(instance)?;
-                    if !engine.running || engine.role != Role::Standby {
+                    if !same_run(engine) {
                         return None;
                     }
                     engine.log.len()

@@ -9,7 +9,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 DEV_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all dev test bench-front engines build fmt-check clippy unit-and-e2e deploy-check clean-dev
+.PHONY: all dev test bench-front bench-sim engines build fmt-check clippy unit-and-e2e deploy-check clean-dev
 
 all: build
 
@@ -45,6 +45,14 @@ test: engines fmt-check unit-and-e2e clippy deploy-check
 
 bench-front: engines
 	scripts/bench-tls-front $(BENCH_ARGS)
+
+# The full-stack simulation's speed (release): simulated seconds per wall second with 3 coordinators
+# and 6 hosts, and seeds per minute; SIM_SEEDS picks the seeds (every scenario in turn).
+SIM_SEEDS ?= 0..40
+bench-sim:
+	cargo build --release -p kvs-sim
+	target/release/kvs-sim stack explore --seeds $(SIM_SEEDS) --jobs 1
+	target/release/kvs-sim stack explore --seeds $(SIM_SEEDS) --jobs 2
 
 clean-dev:
 	rm -rf .dev

@@ -93,6 +93,9 @@ struct Runtime {
     paused_offsets: switchover::PausedOffsets,
     /// Primaries started after a host reboot, with the epoch they started at (reboot.rs).
     rebooted: BTreeMap<String, u64>,
+    /// Engines adopted from a previous agent that last started under another boot: after-reboot
+    /// once their desired spec is known (`reboot.rs`).
+    adopted_after_reboot: BTreeSet<String>,
     infos: BTreeMap<String, EngineInfo>,
     /// Instances with an INFO poll in flight.
     polling: BTreeSet<String>,
@@ -194,6 +197,7 @@ impl Runtime {
         }
         self.desired_version = state.version;
         self.desired_authoritative = state.authoritative;
+        self.resolve_adopted_reboots();
     }
 
     fn handle(&mut self, event: Event) {

@@ -65,6 +65,16 @@ impl Runtime {
             };
             tracing::info!(instance = %name, pid = found.pid, port = ?found.port, generation,
                 "adopted an engine left running by a previous agent");
+            // The previous agent may have been restarted before the coordinator answered a reboot
+            // (the boot marker is only moved on once it has): still after-reboot.
+            if super::reboot::started_under_another_boot(
+                &paths.dir,
+                self.options.boot_id.as_deref(),
+            )
+            .await
+            {
+                self.adopted_after_reboot.insert(name.clone());
+            }
             let (engine, exited) = leftover::watch(found, paths, self.options.stop_timeout).await;
             self.engines.insert(name.clone(), (generation, engine));
             let (events, instance) = (self.events_tx.clone(), name.clone());

@@ -246,6 +246,7 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         pauses: WritePauses::new(),
         paused_offsets: Default::default(),
         rebooted: BTreeMap::new(),
+        adopted_after_reboot: BTreeSet::new(),
         infos: BTreeMap::new(),
         polling: BTreeSet::new(),
         desired_version: 0,

@@ -6,7 +6,11 @@
 //!
 //! ```text
 //!   spawn_start: marker = instances/<name>/boot_id; differs from this boot → after_reboot
-//!                (written with this boot's id once the engine runs)
+//!                (written with this boot's id once the engine runs, except for a rebooted
+//!                primary with a standby: its marker moves on only when the coordinator answered)
+//!   adoption:    an engine left by a previous agent whose marker names another boot is
+//!                after-reboot too, once its desired spec is known (the coordinator may restart a
+//!                silent agent over SSH right after the host comes back: found by kvs-sim stack)
 //!   runtime: rebooted[name] = epoch of that start; after_reboot while the desired spec is a
 //!            primary with a standby at that epoch (a failover or a new epoch ends it)
 //! ```
@@ -43,10 +47,44 @@ pub(super) async fn mark(dir: &Path, boot_id: Option<&str>) {
     }
 }
 
+/// Whether a primary started under another boot stays fenced: one with a standby.
+pub(super) fn fences_after_reboot(spec: &DesiredProcess) -> bool {
+    spec.role == Role::Primary && spec.fence_after_seconds.is_some()
+}
+
 impl Runtime {
+    /// Adopted engines that last started under another boot, now that their desired spec is
+    /// known: a primary with a standby is after-reboot; anything else just records this boot.
+    pub(super) fn resolve_adopted_reboots(&mut self) {
+        let pending: Vec<String> = self.adopted_after_reboot.iter().cloned().collect();
+        for name in pending {
+            let Some(spec) = self
+                .supervisor
+                .desired_processes()
+                .find(|p| p.instance == name)
+                .cloned()
+            else {
+                continue;
+            };
+            self.adopted_after_reboot.remove(&name);
+            if fences_after_reboot(&spec) {
+                self.on_started_after_reboot(&spec);
+            } else {
+                self.mark_this_boot(&name);
+            }
+        }
+    }
+
+    /// Records this boot in the instance's marker (in the background).
+    fn mark_this_boot(&self, instance: &str) {
+        let dir = super::paths(&self.options, instance).dir;
+        let boot_id = self.options.boot_id.clone();
+        tokio::spawn(async move { mark(&dir, boot_id.as_deref()).await });
+    }
+
     /// A primary with a standby whose engine just started after a host reboot.
     pub(super) fn on_started_after_reboot(&mut self, spec: &DesiredProcess) {
-        if spec.role != Role::Primary || spec.fence_after_seconds.is_none() {
+        if !fences_after_reboot(spec) {
             return;
         }
         tracing::warn!(
@@ -96,6 +134,7 @@ impl Runtime {
         for name in answered {
             tracing::info!(instance = %name, "the coordinator answered the reboot: fence lifted");
             self.rebooted.remove(&name);
+            self.mark_this_boot(&name);
         }
     }
 }

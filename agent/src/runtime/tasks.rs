@@ -60,7 +60,11 @@ pub(super) fn spawn_start(
             super::reboot::started_under_another_boot(&paths.dir, boot_id.as_deref()).await;
         match process::start(&binary, &process, &paths, bind, stop_timeout).await {
             Ok((engine, exited)) => {
-                super::reboot::mark(&paths.dir, boot_id.as_deref()).await;
+                // A rebooted primary keeps the old boot in its marker until the coordinator
+                // answers (`reboot.rs`), so a restarted agent still knows.
+                if !(after_reboot && super::reboot::fences_after_reboot(&process)) {
+                    super::reboot::mark(&paths.dir, boot_id.as_deref()).await;
+                }
                 let started = Event::Started {
                     instance: instance.clone(),
                     generation,

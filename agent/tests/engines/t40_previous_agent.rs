@@ -207,3 +207,65 @@ async fn t15_leftover_on_another_port_is_stopped_and_replaced() {
     assert_eq!(get(&h, &spec, "left").await.as_deref(), Some("behind"));
     h.runtime.shutdown().await;
 }
+
+/// The coordinator may restart a silent agent over SSH right after its host came back from a
+/// reboot, before that agent opened its session: the engine it started is then adopted by the next
+/// agent, which must still know the primary restarted after a reboot (its boot marker names the
+/// old boot until the coordinator answers). Found by `kvs-sim stack` (seed 152, power-loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t17_adopted_primary_from_before_a_reboot_stays_fenced_until_answered() {
+    init_tracing();
+    let Some(entry) = engine().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = DesiredProcess {
+        fence_after_seconds: Some(60),
+        ..process("redis-left-boot", &entry.engine.label)
+    };
+    let leftover = leave_engine(&entry, dir.path(), &spec).await;
+    // It last started under the boot before this one (the previous agent did not move the marker
+    // on: the coordinator had not answered the reboot yet).
+    let marker = InstancePaths::new(dir.path(), &spec.instance)
+        .dir
+        .join("boot_id");
+    std::fs::write(&marker, "boot-0").expect("marker");
+
+    let mut h = Harness::start_in(dir, RestartPolicy::default()).await;
+    h.runtime.set_coordinator_connected(true);
+    h.apply(vec![spec.clone()]);
+    let state = h
+        .wait(&spec.instance, |p| {
+            p.after_reboot && p.fenced && p.status == ProcessStatus::Running
+        })
+        .await;
+    assert_eq!(
+        state.process(&spec.instance).expect("reported").pid,
+        leftover,
+        "adopted, not replaced"
+    );
+    assert!(
+        h.try_client(&spec).await.is_err(),
+        "clients are refused while the coordinator has not answered"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).expect("marker"), "boot-0");
+
+    tracing::info!("--- the coordinator raises the epoch: serving again, this boot recorded");
+    let next = DesiredProcess {
+        epoch: spec.epoch + 1,
+        ..spec.clone()
+    };
+    h.apply(vec![next.clone()]);
+    h.wait(&spec.instance, |p| {
+        !p.after_reboot && !p.fenced && p.epoch == next.epoch
+    })
+    .await;
+    h.try_client(&next).await.expect("serves at the new epoch");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&marker).expect("marker") != "boot-1" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the marker never moved on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.runtime.shutdown().await;
+}

@@ -1,9 +1,13 @@
 //! `kvs-sim stack …`: the full-stack simulation's commands.
 //!
 //! ```text
-//!   kvs-sim stack run --seed N [--faults K] [--instances N] [--break no-fencing] [--tail L]
-//!   kvs-sim stack explore --seeds A..B [--jobs 2] [--faults K] [--break no-fencing]
-//!   kvs-sim stack bench [--seeds A..B]        simulated seconds per wall second, seeds per minute
+//!   kvs-sim stack run --seed N [--scenario NAME] [--faults K] [--instances N]
+//!                     [--break no-fencing] [--tail L]
+//!   kvs-sim stack explore --seeds A..B [--jobs 2] [--scenario NAME|all] [--faults K]
+//!                     [--break no-fencing]
+//!
+//! `explore` ends with the benchmark line: seeds per minute and simulated seconds per wall
+//! second (3 coordinators, 6 hosts).
 //! ```
 
 use std::fmt::Write as _;
@@ -15,6 +19,7 @@ use clap::Subcommand;
 
 use super::{StackConfig, StackOutcome, run};
 use crate::breaks::Breaks;
+use crate::scenario::Scenario;
 
 #[derive(Debug, Subcommand)]
 pub enum StackCommand {
@@ -22,6 +27,9 @@ pub enum StackCommand {
     Run {
         #[arg(long)]
         seed: u64,
+        /// A scenario of the library (`kvs-sim stack run --scenario x` lists them).
+        #[arg(long, default_value = "random")]
+        scenario: String,
         /// Faults in the plan, one after another.
         #[arg(long, default_value_t = 3)]
         faults: usize,
@@ -41,6 +49,10 @@ pub enum StackCommand {
         seeds: String,
         #[arg(long, default_value_t = 2)]
         jobs: usize,
+        /// A scenario name, or `all` to rotate through the library (seed mod its length).
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Faults of the `random` scenario.
         #[arg(long, default_value_t = 3)]
         faults: usize,
         #[arg(long = "break")]
@@ -48,13 +60,41 @@ pub enum StackCommand {
     },
 }
 
-fn config(seed: u64, faults: usize, instances: usize, breaks: &Breaks) -> StackConfig {
-    StackConfig {
-        faults,
-        instances,
-        breaks: breaks.clone(),
-        ..StackConfig::new(seed)
+/// What one seed runs: the shared flags plus the seed and its scenario.
+#[derive(Clone)]
+struct Flags {
+    faults: usize,
+    instances: usize,
+    breaks: Breaks,
+}
+
+impl Flags {
+    fn config(&self, seed: u64, scenario: Scenario) -> StackConfig {
+        StackConfig {
+            faults: self.faults,
+            instances: self.instances,
+            scenario,
+            breaks: self.breaks.clone(),
+            ..StackConfig::new(seed)
+        }
     }
+
+    fn command_line(&self, seed: u64, scenario: Scenario) -> String {
+        format!(
+            "kvs-sim stack run --seed {seed} --scenario {} --faults {} --instances {}{}",
+            scenario.name(),
+            self.faults,
+            self.instances,
+            self.breaks.flags()
+        )
+    }
+}
+
+/// Seed `s` of an `all` exploration runs `LIBRARY[s % len]`.
+fn scenario_of(scenarios: &[Scenario], seed: u64) -> Scenario {
+    let count = u64::try_from(scenarios.len()).unwrap_or(1).max(1);
+    let index = usize::try_from(seed % count).unwrap_or(0);
+    scenarios.get(index).copied().unwrap_or(Scenario::Random)
 }
 
 pub fn main(
@@ -73,22 +113,24 @@ pub fn main(
     match command {
         StackCommand::Run {
             seed,
+            scenario,
             faults,
             instances,
             breaks,
             tail,
         } => {
-            let breaks = parse_breaks(&breaks)?;
-            let outcome =
-                run(&config(seed, faults, instances, &breaks)).map_err(|e| format!("{e:#}"))?;
+            let flags = Flags {
+                faults,
+                instances,
+                breaks: parse_breaks(&breaks)?,
+            };
+            let scenario = Scenario::parse(&scenario)?;
+            let outcome = run(&flags.config(seed, scenario)).map_err(|e| format!("{e:#}"))?;
             print!(
                 "{}",
                 outcome.history.timeline.tail(tail.unwrap_or(usize::MAX))
             );
-            println!(
-                "{}",
-                summary(&outcome, &command_line(seed, faults, instances, &breaks))
-            );
+            println!("{}", summary(&outcome, &flags.command_line(seed, scenario)));
             Ok(if outcome.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -98,12 +140,22 @@ pub fn main(
         StackCommand::Explore {
             seeds,
             jobs,
+            scenario,
             faults,
             breaks,
         } => {
-            let breaks = parse_breaks(&breaks)?;
+            let flags = Flags {
+                faults,
+                instances: 1,
+                breaks: parse_breaks(&breaks)?,
+            };
+            let scenarios = if scenario == "all" {
+                Scenario::LIBRARY.to_vec()
+            } else {
+                vec![Scenario::parse(&scenario)?]
+            };
             let seeds = parse_range(&seeds)?;
-            let report = explore(seeds, jobs.max(1), faults, &breaks);
+            let report = explore(seeds, jobs.max(1), &scenarios, &flags);
             print!("{}", report.text);
             Ok(if report.violating.is_empty() && report.errors.is_empty() {
                 ExitCode::SUCCESS
@@ -114,13 +166,6 @@ pub fn main(
     }
 }
 
-fn command_line(seed: u64, faults: usize, instances: usize, breaks: &Breaks) -> String {
-    format!(
-        "kvs-sim stack run --seed {seed} --faults {faults} --instances {instances}{}",
-        breaks.flags()
-    )
-}
-
 /// The verdict, the trace hash and the counters of one run.
 pub fn summary(outcome: &StackOutcome, command: &str) -> String {
     let mut text = String::new();
@@ -129,7 +174,13 @@ pub fn summary(outcome: &StackOutcome, command: &str) -> String {
         .iter()
         .map(|(at, fault)| format!("+{}s {fault}", at.as_secs()))
         .collect();
-    let _ = writeln!(text, "seed {} plan: {}", outcome.seed, plan.join("; "));
+    let _ = writeln!(
+        text,
+        "seed {} scenario {} plan: {}",
+        outcome.seed,
+        outcome.scenario.name(),
+        plan.join("; ")
+    );
     if outcome.violations.is_empty() {
         let _ = writeln!(text, "ok");
     }
@@ -147,12 +198,13 @@ pub fn summary(outcome: &StackOutcome, command: &str) -> String {
     let _ = write!(
         text,
         "trace hash {:016x}, simulated {} s in {:.1} s wall ({:.0}x), promotions {}, writes \
-         acknowledged {acked} ({waited} with WAIT)",
+         acknowledged {acked} ({waited} confirmed by a replica), lost without WAIT {}",
         outcome.hash,
         outcome.simulated.as_secs(),
         outcome.wall.as_secs_f64(),
         outcome.simulated.as_secs_f64() / outcome.wall.as_secs_f64().max(1e-9),
         outcome.promotions,
+        outcome.lost_unreplicated,
     );
     text
 }
@@ -164,7 +216,7 @@ pub struct ExploreReport {
 }
 
 /// Runs `seeds` on `jobs` threads (each seed alone in its thread, results sorted by seed).
-pub fn explore(seeds: Range<u64>, jobs: usize, faults: usize, breaks: &Breaks) -> ExploreReport {
+fn explore(seeds: Range<u64>, jobs: usize, scenarios: &[Scenario], flags: &Flags) -> ExploreReport {
     // Wall time, for the benchmark line only (never inside the simulated world).
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
@@ -176,11 +228,11 @@ pub fn explore(seeds: Range<u64>, jobs: usize, faults: usize, breaks: &Breaks) -
         let handles: Vec<_> = (0..jobs)
             .map(|job| {
                 let mine: Vec<u64> = all.iter().copied().skip(job).step_by(jobs).collect();
-                let breaks = breaks.clone();
+                let flags = flags.clone();
                 scope.spawn(move || {
                     mine.into_iter()
                         .map(|seed| {
-                            let outcome = run(&config(seed, faults, 1, &breaks))
+                            let outcome = run(&flags.config(seed, scenario_of(scenarios, seed)))
                                 .map_err(|e| format!("{e:#}"));
                             (seed, outcome)
                         })
@@ -214,7 +266,7 @@ pub fn explore(seeds: Range<u64>, jobs: usize, faults: usize, breaks: &Breaks) -
                         let _ = writeln!(
                             text,
                             "{}",
-                            summary(outcome, &command_line(*seed, faults, 1, breaks))
+                            summary(outcome, &flags.command_line(*seed, outcome.scenario))
                         );
                     }
                 }

@@ -30,9 +30,12 @@ pub struct App {
     pub admin_token_file: PathBuf,
     pub instances: usize,
     pub history: Arc<Mutex<History>>,
-    /// instance → (host, port) its config var points at now.
+    /// app → where its first process's `REDIS_URL` points now.
     pub urls: Arc<Mutex<BTreeMap<String, SocketAddr>>>,
 }
+
+/// How often each app process re-reads its config var.
+const REFRESH: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
 impl App {
     fn note(&self, what: String) {
@@ -116,34 +119,42 @@ pub async fn main(app: App) -> turmoil::Result {
         }
     }
     for index in 0..app.instances {
-        tokio::spawn(writer(app.clone(), index));
+        for process in 0..REFRESH.len() {
+            let target = Arc::new(Mutex::new(None));
+            tokio::spawn(follow(app.clone(), index, process, target.clone()));
+            tokio::spawn(writer(app.clone(), index, process, target));
+        }
     }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// One app process's view of its `REDIS_URL`, refreshed every `REFRESH[process]`.
+async fn follow(app: App, index: usize, process: usize, target: Arc<Mutex<Option<SocketAddr>>>) {
+    let name = app_name(index);
     loop {
-        for index in 0..app.instances {
-            let vars = on_any(&app, |mut client| {
-                let request = authed(
-                    &app,
-                    pb::AppRef {
-                        app: app_name(index),
-                    },
-                );
-                async move { client.get_config_vars(request).await }
-            })
-            .await;
-            let url = vars.and_then(|v| v.vars.get("REDIS_URL").cloned());
-            if let Some(address) = url.as_deref().and_then(parse_url) {
-                let mut urls = app
-                    .urls
+        let vars = on_any(&app, |mut client| {
+            let request = authed(&app, pb::AppRef { app: name.clone() });
+            async move { client.get_config_vars(request).await }
+        })
+        .await;
+        let url = vars.and_then(|v| v.vars.get("REDIS_URL").cloned());
+        if let Some(address) = url.as_deref().and_then(parse_url) {
+            let previous = target
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(address);
+            if process == 0 {
+                app.urls
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let previous = urls.insert(app_name(index), address);
-                drop(urls);
-                if previous != Some(address) {
-                    app.note(format!("{} REDIS_URL → {address}", app_name(index)));
-                }
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name.clone(), address);
+            }
+            if previous != Some(address) {
+                app.note(format!("{name}/{process} REDIS_URL → {address}"));
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(REFRESH[process]).await;
     }
 }
 
@@ -154,19 +165,16 @@ fn parse_url(url: &str) -> Option<SocketAddr> {
     host_port.trim_end_matches('/').parse().ok()
 }
 
-async fn writer(app: App, index: usize) {
+async fn writer(app: App, index: usize, process: usize, target: Arc<Mutex<Option<SocketAddr>>>) {
     let name = app_name(index);
-    let mut next_id = (index as u64 + 1) * 1_000_000_000;
+    let mut next_id = (index as u64 + 1) * 1_000_000_000 + process as u64 * 100_000_000;
     let mut connection: Option<(SocketAddr, BufReader<turmoil::net::TcpStream>)> = None;
     let mut tick = tokio::time::interval(WRITE_EVERY);
     loop {
         tick.tick().await;
-        let target = app
-            .urls
+        let target = *target
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&name)
-            .copied();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(target) = target else { continue };
         if connection.as_ref().is_none_or(|(at, _)| *at != target) {
             connection =

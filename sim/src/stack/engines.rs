@@ -53,6 +53,8 @@ pub struct Engine {
     pub paused: bool,
     /// Replica side: the link is up (a sync stream is open and not silent).
     pub link_up: bool,
+    /// Replica side: when it last heard its primary (simulated time).
+    pub last_io: Duration,
     /// Primary side: replica address → (acked length, when).
     pub acks: BTreeMap<SocketAddr, (usize, Duration)>,
     /// Started after a reboot of its host while it was a primary with a standby.
@@ -90,7 +92,11 @@ impl Engine {
                 (_, true) => "up".into(),
                 (_, false) => "down".into(),
             },
-            master_last_io_seconds: if self.link_up { 0 } else { -1 },
+            master_last_io_seconds: if self.link_up {
+                i64::try_from(now.saturating_sub(self.last_io).as_secs()).unwrap_or(i64::MAX)
+            } else {
+                -1
+            },
             connected_replicas: self.fresh_replicas(now),
             version: "9.0.0".into(),
             ..EngineInfo::default()
@@ -195,6 +201,16 @@ pub async fn run(context: ShellContext, ends: RuntimeEnds) {
             }
         }
         take_crashes(&context, &mut supervisor, now);
+        // INFO answered: a running engine is ready (the real shell calls this per INFO poll).
+        let running: Vec<(String, u64)> = lock(&context.state)
+            .engines
+            .iter()
+            .filter(|(_, e)| e.running)
+            .map(|(name, e)| (name.clone(), e.generation))
+            .collect();
+        for (name, generation) in running {
+            supervisor.on_ready(&name, generation);
+        }
         let actions = supervisor.poll(now);
         for action in actions {
             execute(&context, &mut supervisor, action, now);
@@ -209,7 +225,7 @@ pub async fn run(context: ShellContext, ends: RuntimeEnds) {
             now,
         );
         fronts.sync(&supervisor);
-        let mut report = observe(&context, &supervisor, now);
+        let mut report = observe(&context, &supervisor);
         report.desired_version = desired_version;
         observed.send_if_modified(|current| {
             if *current == report {
@@ -377,6 +393,7 @@ fn start_engine(context: &ShellContext, process: &DesiredProcess, generation: u6
             fenced: false,
             paused: false,
             link_up: false,
+            last_io: Duration::ZERO,
             acks: BTreeMap::new(),
             after_reboot: false,
             label: process.engine.clone(),
@@ -451,6 +468,8 @@ fn apply_fencing(
             engine.epoch = process.epoch;
         }
     }
+    // Acks and I/O are stamped with simulated time; `now` is the agent's own clock.
+    let sim_now = super::history::now();
     let inputs: Vec<FenceInput> = desired
         .iter()
         .filter(|p| p.role == Role::Primary)
@@ -459,7 +478,7 @@ fn apply_fencing(
             FenceInput {
                 instance: p.instance.clone(),
                 fence_after: p.fence_after_seconds.map(|s| Duration::from_secs(s.into())),
-                replica_connected: engine.is_some_and(|e| e.fresh_replicas(now) > 0),
+                replica_connected: engine.is_some_and(|e| e.fresh_replicas(sim_now) > 0),
                 from_cache: !authoritative,
                 after_reboot: engine.is_some_and(|e| e.after_reboot),
             }
@@ -487,8 +506,9 @@ fn apply_fencing(
     }
 }
 
-fn observe(context: &ShellContext, supervisor: &Supervisor, now: Duration) -> ObservedState {
+fn observe(context: &ShellContext, supervisor: &Supervisor) -> ObservedState {
     let state = lock(&context.state);
+    let sim_now = super::history::now();
     let processes = supervisor
         .statuses()
         .into_iter()
@@ -497,7 +517,7 @@ fn observe(context: &ShellContext, supervisor: &Supervisor, now: Duration) -> Ob
                 .engines
                 .get(&status.instance)
                 .filter(|e| e.running && status.status == ProcessStatus::Running);
-            let info = engine.map(|e| e.info(now)).unwrap_or_default();
+            let info = engine.map(|e| e.info(sim_now)).unwrap_or_default();
             ProcessReport {
                 epoch: engine.map_or(status.epoch, |e| e.epoch.max(status.epoch)),
                 status: status.status,

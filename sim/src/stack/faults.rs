@@ -12,12 +12,19 @@
 //!   leader-crash for D     the coordinator that leads now crashes, restarts after D
 //!   engine-crash H         one engine on H killed (the agent restarts it in place)
 //!   agent-crash H          H's agent killed (restarted by its host after 1 s; engines keep running)
+//!   freeze H for D         every packet to and from H held, then delivered late (a paused VM as
+//!                          the network sees it; H's own clock keeps running)
+//!   coordinator-cut H for D  H partitioned from the coordinators only (its standby and the app
+//!                          still reach it)
 //! ```
+//!
+//! A host may be named by role: `@primary` and `@standby` are resolved when the fault starts
+//! (the hosts of instance 0's writable primary and of its standby at that moment).
 
 use std::time::Duration;
 
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use super::coordinators::{CONFIRMATION_WINDOW, FENCE_AFTER};
 
@@ -31,6 +38,8 @@ pub enum Fault {
     LeaderCrash { down: Duration },
     EngineCrash { host: String },
     AgentCrash { host: String },
+    Freeze { host: String, down: Duration },
+    CoordinatorCut { host: String, down: Duration },
 }
 
 impl std::fmt::Display for Fault {
@@ -44,6 +53,10 @@ impl std::fmt::Display for Fault {
             Fault::LeaderCrash { down } => write!(f, "leader-crash for {down:?}"),
             Fault::EngineCrash { host } => write!(f, "engine-crash {host}"),
             Fault::AgentCrash { host } => write!(f, "agent-crash {host}"),
+            Fault::Freeze { host, down } => write!(f, "freeze {host} for {down:?}"),
+            Fault::CoordinatorCut { host, down } => {
+                write!(f, "coordinator-cut {host} for {down:?}")
+            }
         }
     }
 }
@@ -56,6 +69,8 @@ impl Fault {
             | Fault::Isolate { down, .. }
             | Fault::OneWay { down, .. }
             | Fault::CutOff { down, .. }
+            | Fault::Freeze { down, .. }
+            | Fault::CoordinatorCut { down, .. }
             | Fault::ZoneCut { down, .. }
             | Fault::LeaderCrash { down } => *down,
             Fault::EngineCrash { .. } | Fault::AgentCrash { .. } => Duration::ZERO,
@@ -63,8 +78,42 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// The host it targets, if one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Fault::HostCrash { host, .. }
+            | Fault::Isolate { host, .. }
+            | Fault::OneWay { host, .. }
+            | Fault::CutOff { host, .. }
+            | Fault::EngineCrash { host }
+            | Fault::AgentCrash { host }
+            | Fault::Freeze { host, .. }
+            | Fault::CoordinatorCut { host, .. } => Some(host),
+            Fault::ZoneCut { .. } | Fault::LeaderCrash { .. } => None,
+        }
+    }
+
+    /// The same fault on another host.
+    pub fn on(&self, target: &str) -> Fault {
+        let mut fault = self.clone();
+        match &mut fault {
+            Fault::HostCrash { host, .. }
+            | Fault::Isolate { host, .. }
+            | Fault::OneWay { host, .. }
+            | Fault::CutOff { host, .. }
+            | Fault::EngineCrash { host }
+            | Fault::AgentCrash { host }
+            | Fault::Freeze { host, .. }
+            | Fault::CoordinatorCut { host, .. } => *host = target.to_string(),
+            Fault::ZoneCut { .. } | Fault::LeaderCrash { .. } => {}
+        }
+        fault
+    }
+}
+
 /// An outage length at one of the edges (or a plain one).
-fn outage(rng: &mut StdRng) -> Duration {
+pub fn outage(rng: &mut StdRng) -> Duration {
     let window = CONFIRMATION_WINDOW.as_secs();
     let fence = FENCE_AFTER.as_secs();
     let choices = [
@@ -80,38 +129,58 @@ fn outage(rng: &mut StdRng) -> Duration {
     Duration::from_secs(choices[rng.gen_range(0..choices.len())] + rng.gen_range(0..2))
 }
 
-/// The plan: faults at offsets from the start of the fault phase, one after another with a gap.
-pub fn plan(seed: u64, hosts: &[(String, String)], count: usize) -> Vec<(Duration, Fault)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
+/// The `random` plan: faults at offsets from the start of the fault phase, one after another
+/// with a gap, on any host (`@primary` and `@standby` too).
+pub fn random(
+    rng: &mut StdRng,
+    hosts: &[(String, String)],
+    count: usize,
+) -> Vec<(Duration, Fault)> {
+    let mut hosts = hosts.to_vec();
+    hosts.push(("@primary".into(), String::new()));
+    hosts.push(("@standby".into(), String::new()));
     let mut at = Duration::from_secs(rng.gen_range(0..10));
     let mut plan = Vec::new();
     let zones: Vec<String> = {
-        let mut zones: Vec<String> = hosts.iter().map(|(_, z)| z.clone()).collect();
+        let mut zones: Vec<String> = hosts
+            .iter()
+            .map(|(_, z)| z.clone())
+            .filter(|z| !z.is_empty())
+            .collect();
+        zones.sort();
         zones.dedup();
         zones
     };
     for _ in 0..count {
         let host = hosts[rng.gen_range(0..hosts.len())].0.clone();
-        let fault = match rng.gen_range(0..11) {
+        let fault = match rng.gen_range(0..13) {
+            11 => Fault::Freeze {
+                host,
+                down: outage(rng),
+            },
+            12 => Fault::CoordinatorCut {
+                host,
+                down: outage(rng),
+            },
             10 => Fault::CutOff {
                 host,
-                down: outage(&mut rng),
+                down: outage(rng),
             },
             0 | 1 => Fault::HostCrash {
                 host,
-                down: outage(&mut rng),
+                down: outage(rng),
             },
             2 | 3 => Fault::Isolate {
                 host,
-                down: outage(&mut rng),
+                down: outage(rng),
             },
             4 => Fault::OneWay {
                 host,
-                down: outage(&mut rng),
+                down: outage(rng),
             },
             5 => Fault::ZoneCut {
                 zone: zones[rng.gen_range(0..zones.len())].clone(),
-                down: outage(&mut rng),
+                down: outage(rng),
             },
             6 => Fault::LeaderCrash {
                 down: Duration::from_secs(rng.gen_range(1..20)),

@@ -342,22 +342,30 @@ async fn replicate_once(
             return None;
         }
         engine.link_up = true;
+        engine.last_io = super::history::now();
     }
+    // `repl-timeout`: the link is dropped when nothing (writes or pings) came for this long.
+    let mut last_heard = tokio::time::Instant::now();
     let mut ack = tokio::time::interval(ACK_EVERY);
     loop {
         tokio::select! {
-            line = tokio::time::timeout(REPL_TIMEOUT, lines.next_line()) => {
-                let line = line.ok()?.ok()??;
+            line = lines.next_line() => {
+                let line = line.ok()??;
+                last_heard = tokio::time::Instant::now();
+                let mut state = lock(&context.state);
+                let engine = state.engines.get_mut(instance)?;
+                if !same_run(engine) {
+                    return None;
+                }
+                engine.last_io = super::history::now();
                 if let Some(id) = line.strip_prefix("E ").and_then(|n| n.parse::<u64>().ok()) {
-                    let mut state = lock(&context.state);
-                    let engine = state.engines.get_mut(instance)?;
-                    if !same_run(engine) {
-                        return None;
-                    }
                     engine.log.push(id);
                 }
             }
             _ = ack.tick() => {
+                if last_heard.elapsed() > REPL_TIMEOUT {
+                    return None;
+                }
                 let len = {
                     let state = lock(&context.state);
                     let engine = state.engines.get(instance)?;

@@ -15,14 +15,21 @@ use super::hosts::AgentHost;
 use super::lock;
 use crate::run::Violation;
 
-/// Runs every rule; returns the violations, first in time first.
+/// What the rules found: the violations (first in time first) and, for the report, the
+/// acknowledged writes without a replica's `WAIT` that the final primary does not hold.
+pub struct Checked {
+    pub violations: Vec<Violation>,
+    pub lost_unreplicated: usize,
+}
+
+/// Runs every rule.
 pub fn check(
     history: &Arc<Mutex<History>>,
     agents: &BTreeMap<String, AgentHost>,
     app: &App,
     sim: &turmoil::Sim<'_>,
     healed_at: Duration,
-) -> Vec<Violation> {
+) -> Checked {
     let history = lock(history);
     let mut violations = Vec::new();
     single_writer(&history, &mut violations);
@@ -41,7 +48,31 @@ pub fn check(
         &mut violations,
     );
     violations.sort_by_key(|v| v.at);
-    violations
+    Checked {
+        violations,
+        lost_unreplicated: lost_unreplicated(&history, &finals),
+    }
+}
+
+/// Acknowledged writes no replica confirmed that the final primary lacks (allowed, reported).
+fn lost_unreplicated(history: &History, finals: &Finals) -> usize {
+    history
+        .apps
+        .iter()
+        .filter_map(|(app, instance)| {
+            let Some(Ok((_, log))) = finals.get(instance) else {
+                return None;
+            };
+            let kept: BTreeSet<u64> = log.iter().copied().collect();
+            Some(
+                history
+                    .acknowledged
+                    .iter()
+                    .filter(|(a, id, replicated)| a == app && !*replicated && !kept.contains(id))
+                    .count(),
+            )
+        })
+        .sum()
 }
 
 /// At most one primary accepts client writes per instance at any instant: once a write is taken

@@ -25,6 +25,7 @@ mod hosts;
 mod invariants;
 mod net;
 mod probe;
+mod scenarios;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,8 +40,10 @@ pub use history::History;
 
 use crate::breaks::{Break, Breaks};
 use crate::run::Violation;
+use crate::scenario::Scenario;
 use coordinators::CoordinatorHost;
 use hosts::AgentHost;
+use kvs_proto::model::Role;
 
 /// Zones of the simulated region, one coordinator in each.
 const ZONES: [&str; 3] = ["a", "b", "c"];
@@ -59,6 +62,7 @@ pub struct StackConfig {
     pub instances: usize,
     /// Faults in the plan, one after another.
     pub faults: usize,
+    pub scenario: Scenario,
     pub breaks: Breaks,
 }
 
@@ -69,6 +73,7 @@ impl StackConfig {
             hosts: 6,
             instances: 1,
             faults: 3,
+            scenario: Scenario::Random,
             breaks: Breaks::default(),
         }
     }
@@ -78,8 +83,11 @@ impl StackConfig {
 #[derive(Debug)]
 pub struct StackOutcome {
     pub seed: u64,
+    pub scenario: Scenario,
     pub hash: u64,
     pub violations: Vec<Violation>,
+    /// Acknowledged writes without a replica's ack that the final primary lacks (allowed).
+    pub lost_unreplicated: usize,
     pub simulated: Duration,
     pub wall: Duration,
     pub promotions: usize,
@@ -206,11 +214,14 @@ pub fn run(config: &StackConfig) -> anyhow::Result<StackOutcome> {
         .values()
         .map(|h| (h.name.clone(), h.zone.clone()))
         .collect();
-    let plan = faults::plan(config.seed, &zone_of, config.faults);
+    let plan = scenarios::plan(config.scenario, config.seed, &zone_of, config.faults);
     let mut world = Driver {
         agents: &agents,
         history: history.clone(),
         down: BTreeMap::new(),
+        pairs: BTreeMap::new(),
+        one_way: BTreeMap::new(),
+        held: BTreeMap::new(),
     };
     let fault_start = sim.elapsed().max(WARM_UP);
     let mut pending: Vec<(Duration, Action)> = Vec::new();
@@ -218,8 +229,9 @@ pub fn run(config: &StackConfig) -> anyhow::Result<StackOutcome> {
         pending.push((fault_start + *offset, Action::Start(fault.clone())));
     }
     let last_end = plan
-        .last()
+        .iter()
         .map(|(offset, fault)| fault_start + *offset + fault.duration())
+        .max()
         .unwrap_or(fault_start);
     let end = last_end + HEAL_BOUND;
     while sim.elapsed() < end {
@@ -239,14 +251,16 @@ pub fn run(config: &StackConfig) -> anyhow::Result<StackOutcome> {
     }
     lock(&history).healed_at = Some(last_end);
     let simulated = sim.elapsed();
-    let violations = invariants::check(&history, &agents, &app, &sim, last_end);
+    let checked = invariants::check(&history, &agents, &app, &sim, last_end);
     drop(sim);
     let history = std::mem::take(&mut *lock(&history));
     kvs_coordinator::raft::unseed_rng();
     Ok(StackOutcome {
         seed: config.seed,
+        scenario: config.scenario,
         hash: history.timeline.hash(),
-        violations,
+        violations: checked.violations,
+        lost_unreplicated: checked.lost_unreplicated,
         simulated,
         wall: started.elapsed(),
         promotions: history.promotions.len(),
@@ -276,8 +290,44 @@ enum Action {
 struct Driver<'a> {
     agents: &'a BTreeMap<String, AgentHost>,
     history: Arc<Mutex<History>>,
-    /// Hosts cut off now, by the faults that cut them.
+    /// Hosts cut off from every vantage point now, by how many faults.
     down: BTreeMap<String, usize>,
+    /// Partitioned pairs (both ways), by how many faults: overlapping faults heal independently.
+    pairs: BTreeMap<(String, String), usize>,
+    /// One-way partitions (from, to), by how many faults.
+    one_way: BTreeMap<(String, String), usize>,
+    /// Held pairs (freeze), by how many faults.
+    held: BTreeMap<(String, String), usize>,
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+/// Adds one to a link's count; true when it went from 0 to 1 (apply the fault).
+fn count_up(counts: &mut BTreeMap<(String, String), usize>, key: (String, String)) -> bool {
+    let count = counts.entry(key).or_default();
+    *count += 1;
+    *count == 1
+}
+
+/// Takes one from a link's count; true when it reached 0 (undo the fault).
+fn count_down(counts: &mut BTreeMap<(String, String), usize>, key: (String, String)) -> bool {
+    match counts.get_mut(&key) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            false
+        }
+        Some(_) => {
+            counts.remove(&key);
+            true
+        }
+        None => false,
+    }
 }
 
 impl Driver<'_> {
@@ -309,6 +359,18 @@ impl Driver<'_> {
         hosts
     }
 
+    fn partition(&mut self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
+        if count_up(&mut self.pairs, pair(a, b)) {
+            sim.partition(a, b);
+        }
+    }
+
+    fn repair(&mut self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
+        if count_down(&mut self.pairs, pair(a, b)) {
+            sim.repair(a, b);
+        }
+    }
+
     fn cut(&mut self, hosts: &[String]) {
         for host in hosts {
             let count = self.down.entry(host.clone()).or_default();
@@ -331,10 +393,52 @@ impl Driver<'_> {
         }
     }
 
+    /// The host of instance 0's writable primary (or, if none, of its last writer), or of a
+    /// running standby.
+    fn resolve(&self, role: &str) -> Option<String> {
+        let instance = lock(&self.history).apps.values().next().cloned()?;
+        let wanted = if role == "@primary" {
+            Role::Primary
+        } else {
+            Role::Standby
+        };
+        let found = self.agents.values().find(|agent| {
+            agent.engines().is_some_and(|state| {
+                engines::lock(&state)
+                    .engines
+                    .get(&instance)
+                    .is_some_and(|e| e.running && e.role == wanted && !e.fenced)
+            })
+        });
+        if let Some(agent) = found {
+            return Some(agent.name.clone());
+        }
+        if wanted == Role::Primary {
+            let history = lock(&self.history);
+            return history
+                .accepted
+                .iter()
+                .rev()
+                .find(|w| w.instance == instance)
+                .map(|w| w.host.clone());
+        }
+        None
+    }
+
     /// Applies an action; returns the follow-up (delay, action) that undoes it.
     fn apply(&mut self, sim: &mut turmoil::Sim<'_>, action: Action) -> Option<(Duration, Action)> {
         match action {
             Action::Start(fault) => {
+                let fault = match fault.host() {
+                    Some(role) if role.starts_with('@') => match self.resolve(role) {
+                        Some(host) => fault.on(&host),
+                        None => {
+                            self.note(format!("skip {fault}: no {role} now"));
+                            return None;
+                        }
+                    },
+                    _ => fault,
+                };
                 self.note(format!("start {fault}"));
                 let undo = Some((fault.duration(), Action::Heal(fault.clone())));
                 match &fault {
@@ -348,20 +452,35 @@ impl Driver<'_> {
                     }
                     Fault::Isolate { host, .. } => {
                         for other in self.others(host) {
-                            sim.partition(host.as_str(), other.as_str());
-                        }
-                        self.cut(std::slice::from_ref(host));
-                    }
-                    Fault::OneWay { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            sim.partition_oneway(host.as_str(), coordinator.as_str());
+                            self.partition(sim, host, &other);
                         }
                         self.cut(std::slice::from_ref(host));
                     }
                     Fault::CutOff { host, .. } => {
                         for other in self.others(host) {
                             if other != "app" {
-                                sim.partition(host.as_str(), other.as_str());
+                                self.partition(sim, host, &other);
+                            }
+                        }
+                        self.cut(std::slice::from_ref(host));
+                    }
+                    // The standby still hears the primary: not cut off from every vantage point.
+                    Fault::CoordinatorCut { host, .. } => {
+                        for coordinator in Self::coordinators() {
+                            self.partition(sim, host, &coordinator);
+                        }
+                    }
+                    Fault::OneWay { host, .. } => {
+                        for coordinator in Self::coordinators() {
+                            if count_up(&mut self.one_way, (host.clone(), coordinator.clone())) {
+                                sim.partition_oneway(host.as_str(), coordinator.as_str());
+                            }
+                        }
+                    }
+                    Fault::Freeze { host, .. } => {
+                        for other in self.others(host) {
+                            if count_up(&mut self.held, pair(host, &other)) {
+                                sim.hold(host.as_str(), other.as_str());
                             }
                         }
                         self.cut(std::slice::from_ref(host));
@@ -371,7 +490,7 @@ impl Driver<'_> {
                         for a in &inside {
                             for b in self.others(a) {
                                 if !inside.contains(&b) {
-                                    sim.partition(a.as_str(), b.as_str());
+                                    self.partition(sim, a, &b);
                                 }
                             }
                         }
@@ -427,20 +546,34 @@ impl Driver<'_> {
                 match &fault {
                     Fault::Isolate { host, .. } => {
                         for other in self.others(host) {
-                            sim.repair(host.as_str(), other.as_str());
-                        }
-                        self.reconnect(std::slice::from_ref(host));
-                    }
-                    Fault::OneWay { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            sim.repair_oneway(host.as_str(), coordinator.as_str());
+                            self.repair(sim, host, &other);
                         }
                         self.reconnect(std::slice::from_ref(host));
                     }
                     Fault::CutOff { host, .. } => {
                         for other in self.others(host) {
                             if other != "app" {
-                                sim.repair(host.as_str(), other.as_str());
+                                self.repair(sim, host, &other);
+                            }
+                        }
+                        self.reconnect(std::slice::from_ref(host));
+                    }
+                    Fault::CoordinatorCut { host, .. } => {
+                        for coordinator in Self::coordinators() {
+                            self.repair(sim, host, &coordinator);
+                        }
+                    }
+                    Fault::OneWay { host, .. } => {
+                        for coordinator in Self::coordinators() {
+                            if count_down(&mut self.one_way, (host.clone(), coordinator.clone())) {
+                                sim.repair_oneway(host.as_str(), coordinator.as_str());
+                            }
+                        }
+                    }
+                    Fault::Freeze { host, .. } => {
+                        for other in self.others(host) {
+                            if count_down(&mut self.held, pair(host, &other)) {
+                                sim.release(host.as_str(), other.as_str());
                             }
                         }
                         self.reconnect(std::slice::from_ref(host));
@@ -450,7 +583,7 @@ impl Driver<'_> {
                         for a in &inside {
                             for b in self.others(a) {
                                 if !inside.contains(&b) {
-                                    sim.repair(a.as_str(), b.as_str());
+                                    self.repair(sim, a, &b);
                                 }
                             }
                         }

@@ -61,6 +61,11 @@ scenario_holds! {
     double_failure_holds: Scenario::DoubleFailure, 7;
     power_loss_holds: Scenario::PowerLoss, 152;
     random_holds: Scenario::Random, 52;
+    // Regressions found by `kvs-sim stack explore --seeds 0..1000`: a rebooted primary resumed
+    // (321) or got the instance back from an aborted failover (618) while its standby, which had
+    // the writes its AOF lost, was down or cut off.
+    double_failure_standby_down_holds: Scenario::DoubleFailure, 321;
+    double_failure_aborted_failover_holds: Scenario::DoubleFailure, 618;
 }
 
 /// Without fencing, a primary cut off from the coordinators and its standby (but not from its

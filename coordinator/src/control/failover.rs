@@ -228,6 +228,27 @@ fn answer_reboot(tick: &mut Tick<'_>, instance: &Instance) {
     let standby = best_standby(tick, instance).filter(|(_, offset)| {
         before_reboot.is_none_or(|p| p.saturating_sub(*offset) <= tick.config.max_lag_bytes)
     });
+    if standby.is_none()
+        && let Some(waiting_for) = standby_down_with_the_writes(tick, instance, before_reboot)
+    {
+        let since = *tick
+            .memory
+            .reboot_waits
+            .entry(name.clone())
+            .or_insert(tick.now);
+        let waited = tick.now.saturating_sub(since);
+        let limit = tick.config.reboot_standby_wait;
+        if waited < limit {
+            let message = format!(
+                "{reason}; waiting up to {} s for its standby on host {waiting_for}, which is \
+                 unreachable and may hold them (the instance stays unavailable meanwhile)",
+                limit.as_secs()
+            );
+            tick.alert(format!("{name}/reboot-wait"), Some(name), message);
+            return;
+        }
+    }
+    tick.memory.reboot_waits.remove(name);
     let command = match standby {
         Some((target, offset)) => begin_unplanned(
             tick,
@@ -245,6 +266,35 @@ fn answer_reboot(tick: &mut Tick<'_>, instance: &Instance) {
         },
     };
     tick.commit(command);
+}
+
+/// A standby that cannot take over now (its host is not healthy, or its engine is not running
+/// as a replica yet, e.g. just restarted with its host) but which, by its last report, was within
+/// the lag limit of the primary's last offset before the reboot (or whose offset this leader
+/// never saw): it may hold acknowledged writes the rebooted primary's AOF lost.
+fn standby_down_with_the_writes(
+    tick: &Tick<'_>,
+    instance: &Instance,
+    before_reboot: Option<u64>,
+) -> Option<String> {
+    instance
+        .standbys
+        .iter()
+        .find(|s| {
+            let process = tick.process_at(&s.host_id, &instance.name, instance.epoch);
+            let usable = tick.verdict(&s.host_id) == HostVerdict::Healthy
+                && process.is_some_and(|p| p.is_running_replica() && p.replication_offset > 0);
+            if usable {
+                return false;
+            }
+            match process.filter(|p| p.replication_offset > 0) {
+                Some(p) => before_reboot.is_none_or(|b| {
+                    b.saturating_sub(p.replication_offset) <= tick.config.max_lag_bytes
+                }),
+                None => true,
+            }
+        })
+        .map(|s| s.host_id.clone())
 }
 
 /// The healthy standby with the highest offset: its host healthy, running as a replica at the

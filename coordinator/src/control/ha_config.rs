@@ -40,6 +40,10 @@ pub struct HaConfig {
     /// aborted; the next tick may try again.
     #[serde(with = "humantime_serde")]
     pub promotion_timeout: Duration,
+    /// A primary restarted after a host reboot (its AOF may miss acknowledged writes) whose
+    /// standby is down waits this long for that standby, which may hold those writes, before it
+    /// resumes from its own data (found by kvs-sim stack: double failures lost WAIT writes).
+    pub reboot_standby_wait: Duration,
 }
 
 impl Default for HaConfig {
@@ -53,6 +57,7 @@ impl Default for HaConfig {
             agent_restart_interval_min: Duration::from_secs(60),
             switchover_timeout: Duration::from_secs(30),
             promotion_timeout: Duration::from_secs(60),
+            reboot_standby_wait: Duration::from_secs(600),
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct HaMemory {
     /// When this memory's first tick ran (when this node began leading). Agents reconnect to a
     /// new leader over a few seconds; until they had the time to, silence proves nothing.
     pub first_tick_at: Option<std::time::Duration>,
+    /// Instance → when this leader first saw its primary restarted after a reboot with its
+    /// standby down (the wait for that standby counts from here).
+    pub reboot_waits: BTreeMap<String, std::time::Duration>,
 }
 
 impl HaMemory {

@@ -4,13 +4,15 @@
 //! place from its AOF, a dead agent by restarting it over SSH; failing over instead loses the
 //! writes in flight and churns URLs for nothing. So an unplanned failover needs a host or
 //! network fault on the primary's host (off, or cut from some coordinator, host or the clients)
-//! at some point inside the window before it; the one exception, a crash-loop failover, needs
-//! the engine to really be crash-looping (the agent's restart budget exhausted) when it begins.
+//! at some point inside the window before it; the exceptions: a crash-loop failover needs the
+//! engine to really be crash-looping (the agent's restart budget exhausted) when it begins, and a
+//! reboot failover (which may wait for a standby that was down too) needs the engine to really
+//! have restarted after a host reboot.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use super::{Invariant, is_crash_loop_failover, unplanned_failovers};
+use super::{Invariant, is_crash_loop_failover, is_reboot_failover, unplanned_failovers};
 use crate::world::World;
 
 #[derive(Default)]
@@ -48,6 +50,17 @@ impl Invariant for NoFailoverForProcessCrash {
                          crash-looping"
                     ));
                 }
+                continue;
+            }
+            // A rebooted primary may wait for its standby longer than a window (the standby was
+            // down too): its host fault (the reboot) can lie before the window. Its engine must
+            // really have restarted after the reboot (invariant 2 checks it too).
+            if is_reboot_failover(&reason)
+                && world
+                    .engines
+                    .get(&(primary.clone(), instance.clone()))
+                    .is_some_and(|e| e.after_reboot_epoch.is_some())
+            {
                 continue;
             }
             let disturbed = self

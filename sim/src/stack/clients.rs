@@ -118,6 +118,7 @@ pub async fn main(app: App) -> turmoil::Result {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+    tokio::spawn(events(app.clone()));
     for index in 0..app.instances {
         for process in 0..REFRESH.len() {
             let target = Arc::new(Mutex::new(None));
@@ -127,6 +128,38 @@ pub async fn main(app: App) -> turmoil::Result {
     }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// The operator's view of the instance events (`kvs events`), every few seconds.
+async fn events(app: App) {
+    loop {
+        let instances: Vec<String> = app
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apps
+            .values()
+            .cloned()
+            .collect();
+        for name in instances {
+            let listed = on_any(&app, |mut client| {
+                let request = authed(&app, pb::InstanceRef { name: name.clone() });
+                async move { client.list_events(request).await }
+            })
+            .await;
+            if let Some(listed) = listed {
+                let mut history = app
+                    .history
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let seen = history.events.entry(name.clone()).or_default();
+                for event in listed.events {
+                    seen.insert((event.at_ms, event.message));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// One app process's view of its `REDIS_URL`, refreshed every `REFRESH[process]`.

@@ -262,16 +262,15 @@ fn take_crashes(context: &ShellContext, supervisor: &mut Supervisor, now: Durati
                 engine.running = false;
                 engine.link_up = false;
                 engine.acks.clear();
-                // A crash loses what the AOF had not synced (everysec: the last writes).
-                let synced = context
+                // A process crash loses nothing it acknowledged: the engine wrote it to the AOF
+                // before replying, and the kernel's page cache outlives the process (only a host
+                // crash loses what `appendfsync everysec` had not synced yet).
+                context
                     .disk
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .aof
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_default();
-                engine.log = synced;
+                    .insert(name.clone(), engine.log.clone());
                 Some((name, engine.generation))
             })
             .collect()

@@ -48,6 +48,8 @@ pub struct History {
     pub healed_at: Option<Duration>,
     /// app name → its instance.
     pub apps: BTreeMap<String, String>,
+    /// instance → the events the Admin API listed for it (Unix ms, message).
+    pub events: BTreeMap<String, BTreeSet<(i64, String)>>,
 }
 
 /// Simulated time, inside a host or in the driver (which sets it before each step).

@@ -47,10 +47,50 @@ pub fn check(
         &finals,
         &mut violations,
     );
+    let lost_unreplicated = lost_unreplicated(&history, &finals);
+    losses_reported(&history, &finals, &mut violations);
     violations.sort_by_key(|v| v.at);
     Checked {
         violations,
-        lost_unreplicated: lost_unreplicated(&history, &finals),
+        lost_unreplicated,
+    }
+}
+
+/// Every loss of acknowledged writes (without a replica's `WAIT`) is reported as an instance
+/// event: a failover's estimated data loss, or a rebooted primary that may miss writes.
+fn losses_reported(history: &History, finals: &Finals, violations: &mut Vec<Violation>) {
+    for (app, instance) in &history.apps {
+        let Some(Ok((host, log))) = finals.get(instance) else {
+            continue;
+        };
+        let kept: BTreeSet<u64> = log.iter().copied().collect();
+        let lost = history
+            .acknowledged
+            .iter()
+            .filter(|(a, id, replicated)| a == app && !*replicated && !kept.contains(id))
+            .count();
+        if lost == 0 {
+            continue;
+        }
+        let reported = history.events.get(instance).is_some_and(|events| {
+            events
+                .iter()
+                .any(|(_, m)| m.contains("data loss") || m.contains("may miss"))
+        });
+        if !reported {
+            violations.push(Violation {
+                invariant: "losses-reported",
+                at: history
+                    .timeline
+                    .entries()
+                    .last()
+                    .map_or(Duration::ZERO, |e| e.at),
+                message: format!(
+                    "{instance}: {lost} acknowledged writes are not on the final primary {host}, \
+                     and no instance event reports a loss"
+                ),
+            });
+        }
     }
 }
 

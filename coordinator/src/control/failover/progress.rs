@@ -11,7 +11,10 @@
 //!   promotion ordered:
 //!     target running as master at new_epoch → CompleteFailover (loss = primary − target offset)
 //!     promotion_timeout passed and the target cannot take writes (reports not master, or silent
-//!       for fence_after + slack: fenced had it promoted) → AbortFailover (the epoch is burnt)
+//!       for fence_after + slack: fenced had it promoted) → AbortFailover (the epoch is burnt),
+//!       unless the old primary came back short of what it had acknowledged (a reboot) and the
+//!       target may hold the rest: then wait up to reboot_standby_wait more (alerted), and an
+//!       abort after that reports the estimated loss
 //! ```
 
 use std::time::Duration;
@@ -69,12 +72,51 @@ fn await_promotion(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIn
     {
         return;
     }
-    let reason = format!(
+    let mut reason = format!(
         "host {target} did not report the engine running as master at epoch {} within {} s",
         intent.new_epoch,
         timeout.as_secs()
     );
+    if let Some(lost) = old_primary_lost(tick, instance, intent) {
+        // The old primary came back with less than it had acknowledged (a host reboot: its AOF
+        // missed the last writes), and the target may hold them: wait for the target rather
+        // than give the instance back to the short copy (found by kvs-sim stack, seed 618).
+        let wait = tick.config.reboot_standby_wait;
+        if elapsed_since(tick, ordered_at) < timeout + wait {
+            let message = format!(
+                "{}: {reason}; the old primary restarted {lost} bytes short of what it had \
+                 acknowledged, so the failover waits up to {} s more for host {target}, which may \
+                 hold them (the instance stays unavailable meanwhile)",
+                instance.name,
+                wait.as_secs()
+            );
+            tick.alert(
+                format!("{}/abort-wait", instance.name),
+                Some(&instance.name),
+                message,
+            );
+            return;
+        }
+        reason.push_str(&format!(
+            "; the old primary restarted short of what it had acknowledged: estimated data loss \
+             {lost} bytes"
+        ));
+    }
     abort(tick, instance, intent, reason);
+}
+
+/// Bytes the old primary lacks of what it had when the failover began (it restarted after a
+/// reboot with a shorter AOF), when the target may hold them; `None` when nothing is missing or
+/// the target is no better.
+fn old_primary_lost(tick: &Tick<'_>, instance: &Instance, intent: &FailoverIntent) -> Option<u64> {
+    let had = intent.primary_offset?;
+    let now = tick
+        .observations
+        .process(&instance.primary.host_id, &instance.name)?
+        .replication_offset;
+    let lost = had.saturating_sub(now);
+    let target_has = intent.target_offset.is_none_or(|t| t > now);
+    (lost > 0 && target_has).then_some(lost)
 }
 
 /// An aborted promotion gives the instance back to its old primary, so the target must not be a

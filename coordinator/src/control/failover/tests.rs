@@ -337,8 +337,23 @@ fn t24_rebooted_primary_without_a_standby_in_sync_resumes_at_a_new_epoch() {
     sim.down.insert("hc".into());
     sim.run(10); // the standby host is silent now
     sim.rebooted.insert("ha".into(), 1);
-    let actions = sim.run(5);
-    assert_eq!(commit_kinds(&actions), ["resume_after_reboot"]);
+    // The standby was in sync when it went silent: it may hold the writes the primary's AOF
+    // lost, so the primary waits for it (alerted) up to `reboot_standby_wait` before resuming.
+    let waiting = sim.run(sim.config.reboot_standby_wait.as_secs() - 10);
+    assert_eq!(
+        commit_kinds(&waiting),
+        ["record_event"],
+        "waits for the standby, with one event saying so: {waiting:?}"
+    );
+    assert_eq!(sim.instance().epoch, 1);
+    let actions = sim.run(15);
+    assert_eq!(
+        commit_kinds(&actions)
+            .into_iter()
+            .filter(|k| *k != "record_event")
+            .collect::<Vec<_>>(),
+        ["resume_after_reboot"]
+    );
     let instance = sim.instance();
     assert_eq!(
         (instance.primary.host_id.as_str(), instance.epoch),
@@ -349,6 +364,27 @@ fn t24_rebooted_primary_without_a_standby_in_sync_resumes_at_a_new_epoch() {
     assert!(
         !commit_kinds(&later).contains(&"resume_after_reboot"),
         "answered once: {later:?}"
+    );
+}
+
+#[test]
+fn t25_rebooted_primary_fails_over_to_its_standby_when_it_returns_within_the_wait() {
+    let mut sim = warm(1);
+    sim.down.insert("hb".into());
+    sim.down.insert("hc".into());
+    sim.run(10);
+    sim.rebooted.insert("ha".into(), 1);
+    let waiting = sim.run(60);
+    assert!(
+        !commit_kinds(&waiting).contains(&"resume_after_reboot"),
+        "{waiting:?}"
+    );
+    sim.down.remove("hb");
+    sim.down.remove("hc");
+    let actions = sim.run(30);
+    assert!(
+        commit_kinds(&actions).contains(&"begin_failover"),
+        "the returned standby takes over: {actions:?}"
     );
 }
 

@@ -102,6 +102,27 @@ pub async fn run_with_listeners(
     run_with_io(config, io, Net::tcp(), shutdown).await
 }
 
+/// A connection the servers accept: TCP in production, turmoil's in the simulation.
+pub trait Connection:
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected
+    + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<T> Connection for T where
+    T: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// The two incoming connection streams of a node and the addresses they listen on.
 pub struct NodeIo<S> {
     /// Admin, Agent and Config services.
@@ -122,12 +143,7 @@ pub async fn run_with_io<S, IO>(
 ) -> anyhow::Result<()>
 where
     S: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
+    IO: Connection,
 {
     let mut config = config.validate()?;
     config.listen = io.api_addr;
@@ -313,12 +329,7 @@ fn serve_raft<S, IO>(
 ) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static>
 where
     S: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
+    IO: Connection,
 {
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&node_cert.cert_pem, &node_cert.key_pem))

@@ -66,6 +66,9 @@ scenario_holds! {
     // the writes its AOF lost, was down or cut off.
     double_failure_standby_down_holds: Scenario::DoubleFailure, 321;
     double_failure_aborted_failover_holds: Scenario::DoubleFailure, 618;
+    // A host that was primary, then standby, legitimately becomes the writer again at a higher
+    // epoch (the single-writer rule once flagged it).
+    writer_returns_at_a_higher_epoch_holds: Scenario::Random, 934;
 }
 
 /// Without fencing, a primary cut off from the coordinators and its standby (but not from its

@@ -47,7 +47,10 @@ pub fn check(
         &finals,
         &mut violations,
     );
-    let lost_unreplicated = lost_unreplicated(&history, &finals);
+    let lost_unreplicated = missing_writes(&history, &finals, false)
+        .iter()
+        .map(|m| m.ids.len())
+        .sum();
     losses_reported(&history, &finals, &mut violations);
     violations.sort_by_key(|v| v.at);
     Checked {
@@ -59,20 +62,8 @@ pub fn check(
 /// Every loss of acknowledged writes (without a replica's `WAIT`) is reported as an instance
 /// event: a failover's estimated data loss, or a rebooted primary that may miss writes.
 fn losses_reported(history: &History, finals: &Finals, violations: &mut Vec<Violation>) {
-    for (app, instance) in &history.apps {
-        let Some(Ok((host, log))) = finals.get(instance) else {
-            continue;
-        };
-        let kept: BTreeSet<u64> = log.iter().copied().collect();
-        let lost = history
-            .acknowledged
-            .iter()
-            .filter(|(a, id, replicated)| a == app && !*replicated && !kept.contains(id))
-            .count();
-        if lost == 0 {
-            continue;
-        }
-        let reported = history.events.get(instance).is_some_and(|events| {
+    for missing in missing_writes(history, finals, false) {
+        let reported = history.events.get(&missing.instance).is_some_and(|events| {
             events
                 .iter()
                 .any(|(_, m)| m.contains("data loss") || m.contains("may miss"))
@@ -80,79 +71,92 @@ fn losses_reported(history: &History, finals: &Finals, violations: &mut Vec<Viol
         if !reported {
             violations.push(Violation {
                 invariant: "losses-reported",
-                at: history
-                    .timeline
-                    .entries()
-                    .last()
-                    .map_or(Duration::ZERO, |e| e.at),
+                at: end_of(history),
                 message: format!(
-                    "{instance}: {lost} acknowledged writes are not on the final primary {host}, \
-                     and no instance event reports a loss"
+                    "{}: {} acknowledged writes are not on the final primary {}, and no instance \
+                     event reports a loss",
+                    missing.instance,
+                    missing.ids.len(),
+                    missing.host
                 ),
             });
         }
     }
 }
 
-/// Acknowledged writes no replica confirmed that the final primary lacks (allowed, reported).
-fn lost_unreplicated(history: &History, finals: &Finals) -> usize {
+/// Acknowledged writes of one app that its instance's final primary lacks.
+struct Missing {
+    instance: String,
+    host: String,
+    ids: Vec<u64>,
+}
+
+/// Per app with a final primary: the acknowledged writes (with a replica's `WAIT` when
+/// `replicated`, else without) that primary lacks; apps missing none are left out.
+fn missing_writes(history: &History, finals: &Finals, replicated: bool) -> Vec<Missing> {
     history
         .apps
         .iter()
         .filter_map(|(app, instance)| {
-            let Some(Ok((_, log))) = finals.get(instance) else {
+            let Some(Ok((host, log))) = finals.get(instance) else {
                 return None;
             };
             let kept: BTreeSet<u64> = log.iter().copied().collect();
-            Some(
-                history
-                    .acknowledged
-                    .iter()
-                    .filter(|(a, id, replicated)| a == app && !*replicated && !kept.contains(id))
-                    .count(),
-            )
+            let ids: Vec<u64> = history
+                .acknowledged
+                .iter()
+                .filter(|(a, id, r)| a == app && *r == replicated && !kept.contains(id))
+                .map(|(_, id, _)| *id)
+                .collect();
+            (!ids.is_empty()).then(|| Missing {
+                instance: instance.clone(),
+                host: host.clone(),
+                ids,
+            })
         })
-        .sum()
+        .collect()
 }
 
-/// At most one primary accepts client writes per instance at any instant: once a write is taken
-/// at a higher epoch on another host, the old writer never takes another.
+fn end_of(history: &History) -> Duration {
+    history
+        .timeline
+        .entries()
+        .last()
+        .map_or(Duration::ZERO, |e| e.at)
+}
+
+/// At most one primary accepts client writes per instance at any instant: a write on another
+/// host than the current writer must come at a higher epoch (a failover); a write at the same or
+/// a lower epoch than the current writer's, on another host, is a second writer (split brain).
+/// Reported once per instance, with the number of such writes.
 fn single_writer(history: &History, violations: &mut Vec<Violation>) {
-    // instance → (host, epoch) of the current writer, and the hosts that may no longer write.
     let mut writer: BTreeMap<&str, (&str, u64)> = BTreeMap::new();
-    let mut retired: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // instance → (first offending write, count).
+    let mut offending: BTreeMap<&str, (&super::history::Accepted, (&str, u64), usize)> =
+        BTreeMap::new();
     for write in &history.accepted {
-        let retired = retired.entry(write.instance.as_str()).or_default();
-        if retired.contains(write.host.as_str()) {
-            violations.push(Violation {
-                invariant: "single-writer",
-                at: write.at,
-                message: format!(
-                    "{} accepted write {} on {} at epoch {} after another host took writes at a \
-                     higher epoch (split brain)",
-                    write.instance, write.id, write.host, write.epoch
-                ),
-            });
-            continue;
-        }
-        match writer.get(write.instance.as_str()) {
-            Some((host, _)) if *host == write.host => {}
-            Some((host, epoch)) => {
-                if write.epoch <= *epoch {
-                    violations.push(Violation {
-                        invariant: "single-writer",
-                        at: write.at,
-                        message: format!(
-                            "{} took writes on {} at epoch {} while {} had at epoch {}",
-                            write.instance, write.host, write.epoch, host, epoch
-                        ),
-                    });
-                }
-                retired.insert(host);
+        match writer.get(write.instance.as_str()).copied() {
+            Some((host, epoch)) if host != write.host && write.epoch <= epoch => {
+                offending
+                    .entry(&write.instance)
+                    .or_insert((write, (host, epoch), 0))
+                    .2 += 1;
+                continue;
             }
-            None => {}
+            _ => {}
         }
         writer.insert(&write.instance, (&write.host, write.epoch));
+    }
+    for (instance, (first, (host, epoch), count)) in offending {
+        violations.push(Violation {
+            invariant: "single-writer",
+            at: first.at,
+            message: format!(
+                "{instance}: {count} writes taken on {} at epoch {} while {host} took writes at \
+                 epoch {epoch} (split brain); first: write {}",
+                first.host, first.epoch, first.id
+            ),
+        });
     }
 }
 
@@ -268,33 +272,18 @@ fn final_primaries(agents: &BTreeMap<String, AgentHost>) -> Finals {
 
 /// No write a client saw acknowledged by `WAIT` (a replica had it) is lost.
 fn acknowledged_writes_kept(history: &History, finals: &Finals, violations: &mut Vec<Violation>) {
-    for (app, instance) in &history.apps {
-        let Some(Ok((host, log))) = finals.get(instance) else {
-            continue;
-        };
-        let kept: BTreeSet<u64> = log.iter().copied().collect();
-        let lost: Vec<u64> = history
-            .acknowledged
-            .iter()
-            .filter(|(a, id, replicated)| a == app && *replicated && !kept.contains(id))
-            .map(|(_, id, _)| *id)
-            .collect();
-        if !lost.is_empty() {
-            violations.push(Violation {
-                invariant: "acked-writes",
-                at: history
-                    .timeline
-                    .entries()
-                    .last()
-                    .map_or(Duration::ZERO, |e| e.at),
-                message: format!(
-                    "{instance}: {} WAIT-acknowledged writes missing on the final primary {host} \
-                     (first {:?})",
-                    lost.len(),
-                    &lost[..lost.len().min(5)]
-                ),
-            });
-        }
+    for missing in missing_writes(history, finals, true) {
+        violations.push(Violation {
+            invariant: "acked-writes",
+            at: end_of(history),
+            message: format!(
+                "{}: {} WAIT-acknowledged writes missing on the final primary {} (first {:?})",
+                missing.instance,
+                missing.ids.len(),
+                missing.host,
+                &missing.ids[..missing.ids.len().min(5)]
+            ),
+        });
     }
 }
 

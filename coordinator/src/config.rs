@@ -72,6 +72,11 @@ pub struct Config {
     /// A standby lagging its primary by more than this is not promoted without
     /// `--allow-data-loss`.
     pub max_lag_bytes: u64,
+    /// A primary restarted after a host reboot waits this long for a standby that may hold the
+    /// acknowledged writes its AOF lost, while that standby is down, before resuming from its own
+    /// data (decision 0006).
+    #[serde(with = "humantime_serde")]
+    pub reboot_standby_wait: Duration,
 }
 
 impl Default for Config {
@@ -99,6 +104,7 @@ impl Default for Config {
             confirmation_window: Duration::from_secs(120),
             fence_after: Duration::from_secs(60),
             max_lag_bytes: 1024 * 1024,
+            reboot_standby_wait: Duration::from_secs(600),
             snapshot_every_entries: crate::raft::SNAPSHOT_LOGS_SINCE_LAST,
             log_entries_kept: crate::raft::LOGS_KEPT_AFTER_SNAPSHOT,
         }

@@ -44,6 +44,7 @@ fn ha_config(config: &Config) -> anyhow::Result<crate::control::HaConfig> {
         probe_interval: config.probe_interval,
         fence_after: config.fence_after,
         max_lag_bytes: config.max_lag_bytes,
+        reboot_standby_wait: config.reboot_standby_wait,
         agent_silence_timeout: config.agent_silence_timeout,
         ..crate::control::HaConfig::default()
     };

@@ -70,7 +70,8 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
             "no valkey-server or redis-server found; every instance will fail to start"
         );
     }
-    let Some(identity) = obtain_identity(&config, &catalog, &cancel).await? else {
+    let dial = report::tcp_dial();
+    let Some(identity) = obtain_identity(&config, &catalog, &cancel, &dial).await? else {
         return Ok(());
     };
     let tls = tls::server_config(&identity.cert_pem, &identity.key_pem, &identity.ca_pem)
@@ -103,15 +104,7 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
         );
         handle.apply(cached);
     }
-    report::session_loop(
-        &config,
-        &identity,
-        &catalog,
-        &handle,
-        &cancel,
-        &report::tcp_dial(),
-    )
-    .await;
+    report::session_loop(&config, &identity, &catalog, &handle, &cancel, &dial).await;
     handle.shutdown().await;
     Ok(())
 }
@@ -122,6 +115,7 @@ async fn obtain_identity(
     config: &Config,
     catalog: &engine::catalog::Catalog,
     cancel: &CancellationToken,
+    dial: &report::Dial,
 ) -> anyhow::Result<Option<identity::Identity>> {
     let stored = identity::load(&config.data_dir).await;
     let previous_id = match &stored {
@@ -130,7 +124,7 @@ async fn obtain_identity(
     };
     let mut backoff = REGISTER_BACKOFF_MIN;
     loop {
-        match report::register(config, catalog, previous_id.clone(), &report::tcp_dial()).await {
+        match report::register(config, catalog, previous_id.clone(), dial).await {
             Ok(identity) => {
                 identity::store(&config.data_dir, &identity)
                     .await

@@ -61,7 +61,7 @@ impl JoinClient {
         })
     }
 
-    async fn client(&self, url: &str) -> anyhow::Result<AdminClient<Channel>> {
+    fn client(&self, url: &str) -> anyhow::Result<AdminClient<Channel>> {
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         let endpoint = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("bad join URL {url:?}"))?
@@ -101,7 +101,7 @@ impl JoinClient {
         let deadline = tokio::time::Instant::now() + JOIN_TARGET_WAIT_MAX;
         loop {
             let attempt = async {
-                let mut client = self.client(url).await?;
+                let mut client = self.client(url)?;
                 let reply = client
                     .issue_node_certificate(self.authed(request.clone()))
                     .await?;
@@ -141,7 +141,7 @@ impl JoinClient {
         };
         let mut target = url.to_string();
         for _ in 0..=REDIRECTS_MAX {
-            let mut client = self.client(&target).await?;
+            let mut client = self.client(&target)?;
             match client.add_node(self.authed(request.clone())).await {
                 Ok(reply) => return Ok(reply.into_inner()),
                 Err(status) => match status

@@ -217,14 +217,29 @@ impl RuntimeHandle {
 /// once an authoritative desired state omits them); engines a previous agent left running in
 /// them are adopted, not restarted.
 pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
-    let (desired_tx, desired_rx) = watch::channel(None);
-    let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
-    let (coordinator_tx, coordinator_rx) = watch::channel(false);
-    let cancel = CancellationToken::new();
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    RuntimeHandle::external(|ends| {
+        let RuntimeEnds {
+            desired,
+            coordinator,
+            observed,
+            cancel,
+        } = ends;
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+        let runtime = new_runtime(options, catalog, events_tx, observed);
+        let span = tracing::info_span!(parent: None, "runtime");
+        tracing::Instrument::instrument(runtime.run(desired, coordinator, events_rx, cancel), span)
+    })
+}
+
+fn new_runtime(
+    options: RuntimeOptions,
+    catalog: Catalog,
+    events_tx: mpsc::Sender<Event>,
+    observed_tx: watch::Sender<ObservedState>,
+) -> Runtime {
     let binary_labels = super::adopt::catalog_binaries(&catalog);
     let binaries = binary_labels.iter().map(|(path, _)| path.clone()).collect();
-    let runtime = Runtime {
+    Runtime {
         binaries,
         binary_labels,
         acceptor: TlsAcceptor::from(options.tls.clone()),
@@ -252,17 +267,5 @@ pub fn spawn(options: RuntimeOptions, catalog: Catalog) -> RuntimeHandle {
         desired_version: 0,
         events_tx,
         observed_tx,
-    };
-    let span = tracing::info_span!(parent: None, "runtime");
-    let task = tokio::spawn(tracing::Instrument::instrument(
-        runtime.run(desired_rx, coordinator_rx, events_rx, cancel.clone()),
-        span,
-    ));
-    RuntimeHandle {
-        desired: desired_tx,
-        coordinator: coordinator_tx,
-        observed: observed_rx,
-        cancel,
-        task,
     }
 }

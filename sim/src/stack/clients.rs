@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::history::History;
+use super::lock;
 
 /// Deadline of one Admin call.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,10 +40,7 @@ const REFRESH: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
 impl App {
     fn note(&self, what: String) {
-        self.history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .note("app", what);
+        lock(&self.history).note("app", what);
     }
 }
 
@@ -108,9 +106,7 @@ pub async fn main(app: App) -> turmoil::Result {
             .await;
             if let Some(instance) = created {
                 app.note(format!("created {} for {}", instance.name, app_name(index)));
-                app.history
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                lock(&app.history)
                     .apps
                     .insert(app_name(index), instance.name.clone());
                 break;
@@ -133,14 +129,7 @@ pub async fn main(app: App) -> turmoil::Result {
 /// The operator's view of the instance events (`kvs events`), every few seconds.
 async fn events(app: App) {
     loop {
-        let instances: Vec<String> = app
-            .history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apps
-            .values()
-            .cloned()
-            .collect();
+        let instances: Vec<String> = lock(&app.history).apps.values().cloned().collect();
         for name in instances {
             let listed = on_any(&app, |mut client| {
                 let request = authed(&app, pb::InstanceRef { name: name.clone() });
@@ -148,10 +137,7 @@ async fn events(app: App) {
             })
             .await;
             if let Some(listed) = listed {
-                let mut history = app
-                    .history
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut history = lock(&app.history);
                 let seen = history.events.entry(name.clone()).or_default();
                 for event in listed.events {
                     seen.insert((event.at_ms, event.message));
@@ -173,15 +159,9 @@ async fn follow(app: App, index: usize, process: usize, target: Arc<Mutex<Option
         .await;
         let url = vars.and_then(|v| v.vars.get("REDIS_URL").cloned());
         if let Some(address) = url.as_deref().and_then(parse_url) {
-            let previous = target
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .replace(address);
+            let previous = lock(&target).replace(address);
             if process == 0 {
-                app.urls
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(name.clone(), address);
+                lock(&app.urls).insert(name.clone(), address);
             }
             if previous != Some(address) {
                 app.note(format!("{name}/{process} REDIS_URL → {address}"));
@@ -205,9 +185,7 @@ async fn writer(app: App, index: usize, process: usize, target: Arc<Mutex<Option
     let mut tick = tokio::time::interval(WRITE_EVERY);
     loop {
         tick.tick().await;
-        let target = *target
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let target = *lock(&target);
         let Some(target) = target else { continue };
         if connection.as_ref().is_none_or(|(at, _)| *at != target) {
             connection =
@@ -232,9 +210,7 @@ async fn writer(app: App, index: usize, process: usize, target: Arc<Mutex<Option
         match tokio::time::timeout(WRITE_TIMEOUT, exchange).await {
             Ok(Ok(answer)) if answer.starts_with("OK") => {
                 let replicated = answer.trim() == "OK 1";
-                app.history
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                lock(&app.history)
                     .acknowledged
                     .push((name.clone(), next_id, wait && replicated));
             }

@@ -14,6 +14,7 @@ use kvs_coordinator::net::{Net, Probers};
 use kvs_coordinator::node::{NodeIo, run_with_io};
 
 use super::history::{History, now};
+use super::lock;
 use super::probe::SimProber;
 
 pub const API_PORT: u16 = 7400;
@@ -83,10 +84,7 @@ pub async fn main(host: CoordinatorHost) -> turmoil::Result {
     let observer: kvs_coordinator::net::RaftObserver =
         Arc::new(move |term: u64, leader: Option<u64>| {
             if leader == Some(node_id) {
-                history
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .leader(node_id, term);
+                lock(&history).leader(node_id, term);
             }
         });
     let net = Net {
@@ -112,10 +110,7 @@ pub async fn main(host: CoordinatorHost) -> turmoil::Result {
     };
     let config = config(&host, me);
     if let Err(error) = run_with_io(config, io, net, std::future::pending()).await {
-        host.history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .note(&host.name, format!("node stopped: {error:#}"));
+        lock(&host.history).note(&host.name, format!("node stopped: {error:#}"));
         return Err(error.into());
     }
     Ok(())

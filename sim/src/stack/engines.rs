@@ -27,6 +27,7 @@ use kvs_agent::supervisor::{Action, RestartPolicy, Supervisor};
 use kvs_proto::model::{DesiredProcess, ProcessStatus, Role};
 
 use super::history::History;
+use super::lock;
 
 /// Bytes of one write in the replication stream.
 pub const WRITE_BYTES: u64 = 100;
@@ -114,11 +115,6 @@ pub struct HostState {
 }
 
 pub type SharedHost = Arc<Mutex<HostState>>;
-
-pub fn lock(host: &SharedHost) -> std::sync::MutexGuard<'_, HostState> {
-    host.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The disk of one host, which outlives its boots: per instance, the AOF contents and the boot
 /// its engine last started under (the real agent's boot-id marker).
@@ -240,10 +236,7 @@ pub async fn run(context: ShellContext, ends: RuntimeEnds) {
 
 impl ShellContext {
     pub fn note(&self, what: &str) {
-        let mut history = self
-            .history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut history = lock(&self.history);
         history.note(&self.host, what.to_string());
     }
 }
@@ -265,10 +258,7 @@ fn take_crashes(context: &ShellContext, supervisor: &mut Supervisor, now: Durati
                 // A process crash loses nothing it acknowledged: the engine wrote it to the AOF
                 // before replying, and the kernel's page cache outlives the process (only a host
                 // crash loses what `appendfsync everysec` had not synced yet).
-                context
-                    .disk
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                lock(&context.disk)
                     .aof
                     .insert(name.clone(), engine.log.clone());
                 Some((name, engine.generation))
@@ -342,10 +332,7 @@ fn execute(context: &ShellContext, supervisor: &mut Supervisor, action: Action, 
         }
         Action::Cleanup { instance } => {
             lock(&context.state).engines.remove(&instance);
-            let mut disk = context
-                .disk
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut disk = lock(&context.disk);
             disk.aof.remove(&instance);
             disk.boot_of.remove(&instance);
             drop(disk);
@@ -366,10 +353,7 @@ fn role_name(role: Role) -> &'static str {
 /// Starts (or restarts) an engine from its AOF. Returns whether it is a primary restarted after a
 /// host reboot (DESIGN §4 rule 1's exception, `runtime/reboot.rs` in the real agent).
 fn start_engine(context: &ShellContext, process: &DesiredProcess, generation: u64) -> bool {
-    let mut disk = context
-        .disk
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut disk = lock(&context.disk);
     let log = disk.aof.get(&process.instance).cloned().unwrap_or_default();
     let previous_boot = disk.boot_of.insert(process.instance.clone(), context.boot);
     drop(disk);
@@ -430,10 +414,7 @@ fn configure(context: &ShellContext, process: &DesiredProcess) {
         let instance = process.instance.clone();
         drop(state);
         context.note(&format!("engine {instance} promoted at epoch {epoch}"));
-        let mut history = context
-            .history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut history = lock(&context.history);
         history.promoted(&instance, &context.host, epoch);
         drop(history);
         state = lock(&context.state);

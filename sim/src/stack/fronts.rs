@@ -21,7 +21,8 @@ use kvs_proto::model::Role;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
 
-use super::engines::{ShellContext, lock};
+use super::engines::ShellContext;
+use super::lock;
 
 /// A silent replication link is dropped after this (`repl-timeout`, both ends).
 pub const REPL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,11 +182,7 @@ async fn client_write(context: &ShellContext, instance: &str, request: &str) -> 
         engine.log.push(id);
         (engine.log.len(), engine.epoch)
     };
-    context
-        .history
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .accepted(instance, &context.host, epoch, id);
+    lock(&context.history).accepted(instance, &context.host, epoch, id);
     if !wait {
         return "OK 0\n".into();
     }

@@ -44,8 +44,6 @@ pub struct History {
     pub unreachable: BTreeMap<String, Vec<(Duration, Option<Duration>)>>,
     /// host name → times its engine or agent was crashed by the plan.
     pub process_crashes: BTreeMap<String, Vec<Duration>>,
-    /// The time the last fault healed.
-    pub healed_at: Option<Duration>,
     /// app name → its instance.
     pub apps: BTreeMap<String, String>,
     /// instance → the events the Admin API listed for it (Unix ms, message).

@@ -19,8 +19,9 @@ use kvs_proto::model::Engine as EngineLabel;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::engines::{self, Disk, HostState, SharedHost, ShellContext, lock};
+use super::engines::{self, Disk, HostState, SharedHost, ShellContext};
 use super::history::History;
+use super::lock;
 
 /// The port of the simulated sshd.
 pub const SSH_PORT: u16 = 22;
@@ -49,27 +50,17 @@ pub struct AgentHost {
 
 impl AgentHost {
     fn note(&self, what: String) {
-        self.history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .note(&self.name, what);
+        lock(&self.history).note(&self.name, what);
     }
 
     /// Crashes the current agent (kill -9: its engines keep running); it restarts after 1 s.
     pub fn kill_agent(&self) {
-        self.agent_kill
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .cancel();
+        lock(&self.agent_kill).cancel();
     }
 
     /// Crashes one engine of the current boot (the agent restarts it in place).
     pub fn crash_engine(&self, instance: &str) -> bool {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let current = lock(&self.current).clone();
         let Some(state) = current else { return false };
         let mut state = lock(&state);
         if !state.engines.get(instance).is_some_and(|e| e.running) {
@@ -81,10 +72,7 @@ impl AgentHost {
 
     /// The engines of the current boot, if the host is up.
     pub fn engines(&self) -> Option<SharedHost> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.current).clone()
     }
 }
 
@@ -92,19 +80,13 @@ impl AgentHost {
 pub async fn main(host: AgentHost) -> turmoil::Result {
     let boot = host.boots.fetch_add(1, Ordering::SeqCst) + 1;
     let state: SharedHost = Arc::new(Mutex::new(HostState::default()));
-    *host
-        .current
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(state.clone());
+    *lock(&host.current) = Some(state.clone());
     host.note(format!("boot {boot}"));
     tokio::spawn(sshd(host.clone()));
     tokio::spawn(sync_aof(state.clone(), host.disk.clone()));
     loop {
         let kill = CancellationToken::new();
-        *host
-            .agent_kill
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = kill.clone();
+        *lock(&host.agent_kill) = kill.clone();
         agent_life(&host, boot, &state, &kill).await;
         host.note("agent stopped; restarting in 1 s".into());
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -122,9 +104,7 @@ async fn sync_aof(state: SharedHost, disk: Arc<Mutex<Disk>>) {
             .filter(|(_, e)| e.running)
             .map(|(name, e)| (name.clone(), e.log.clone()))
             .collect();
-        let mut disk = disk
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut disk = lock(&disk);
         for (name, log) in logs {
             disk.aof.insert(name, log);
         }

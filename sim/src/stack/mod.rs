@@ -6,7 +6,7 @@
 //!              over modelled engines (engines.rs, fronts.rs) and a simulated sshd (hosts.rs)
 //!   app        creates instances over the Admin API, follows REDIS_URL, writes (with WAIT)
 //!   driver     seeded fault plan (faults.rs) ─► turmoil crash / bounce / partition
-//!   end        invariants over the history (invariants.rs) + trace hash of the timeline
+//!   end        invariants over the history (invariants/, one per file) + trace hash of the timeline
 //! ```
 //!
 //! Same seed, same history: turmoil orders every host's tasks from the seed, tokio's own RNG is
@@ -60,7 +60,7 @@ pub struct StackConfig {
     /// Agent hosts (two per zone by default).
     pub hosts: usize,
     pub instances: usize,
-    /// Faults in the plan, one after another.
+    /// Faults in the `random` scenario's plan (the other scenarios have their own).
     pub faults: usize,
     pub scenario: Scenario,
     pub breaks: Breaks,
@@ -249,7 +249,6 @@ pub fn run(config: &StackConfig) -> anyhow::Result<StackOutcome> {
         }
         step(&mut sim)?;
     }
-    lock(&history).healed_at = Some(last_end);
     let simulated = sim.elapsed();
     let checked = invariants::check(&history, &agents, &app, &sim, last_end);
     drop(sim);
@@ -285,6 +284,16 @@ enum Action {
     Start(Fault),
     RestartHost(String),
     Heal(Fault),
+}
+
+/// A network fault's effect: partitioned pairs (both ways), one-way partitions (from, to), held
+/// pairs, and the hosts it cuts off from every vantage point.
+#[derive(Default)]
+struct Links {
+    both: Vec<(String, String)>,
+    one_way: Vec<(String, String)>,
+    held: Vec<(String, String)>,
+    cut: Vec<String>,
 }
 
 struct Driver<'a> {
@@ -359,16 +368,82 @@ impl Driver<'_> {
         hosts
     }
 
-    fn partition(&mut self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
-        if count_up(&mut self.pairs, pair(a, b)) {
-            sim.partition(a, b);
+    /// What a network fault does to the links (nothing for the other faults).
+    fn links(&self, fault: &Fault) -> Links {
+        let mut links = Links::default();
+        let with = |host: &str, others: Vec<String>| -> Vec<(String, String)> {
+            others.into_iter().map(|o| (host.to_string(), o)).collect()
+        };
+        match fault {
+            Fault::Isolate { host, .. } => {
+                links.both = with(host, self.others(host));
+                links.cut = vec![host.clone()];
+            }
+            Fault::CutOff { host, .. } => {
+                let mut others = self.others(host);
+                others.retain(|o| o != "app");
+                links.both = with(host, others);
+                links.cut = vec![host.clone()];
+            }
+            // The standby still hears the primary: not cut off from every vantage point.
+            Fault::CoordinatorCut { host, .. } => links.both = with(host, Self::coordinators()),
+            Fault::OneWay { host, .. } => links.one_way = with(host, Self::coordinators()),
+            Fault::Freeze { host, .. } => {
+                links.held = with(host, self.others(host));
+                links.cut = vec![host.clone()];
+            }
+            Fault::ZoneCut { zone, .. } => {
+                let inside = self.zone_hosts(zone);
+                for a in &inside {
+                    let mut outside = self.others(a);
+                    outside.retain(|b| !inside.contains(b));
+                    links.both.extend(with(a, outside));
+                }
+                links.cut = inside;
+            }
+            _ => {}
         }
+        links
     }
 
-    fn repair(&mut self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
-        if count_down(&mut self.pairs, pair(a, b)) {
-            sim.repair(a, b);
+    /// Applies `links`; a link already cut by another fault stays as it is.
+    fn cut_links(&mut self, sim: &turmoil::Sim<'_>, links: &Links) {
+        for (a, b) in &links.both {
+            if count_up(&mut self.pairs, pair(a, b)) {
+                sim.partition(a.as_str(), b.as_str());
+            }
         }
+        for (from, to) in &links.one_way {
+            if count_up(&mut self.one_way, (from.clone(), to.clone())) {
+                sim.partition_oneway(from.as_str(), to.as_str());
+            }
+        }
+        for (a, b) in &links.held {
+            if count_up(&mut self.held, pair(a, b)) {
+                sim.hold(a.as_str(), b.as_str());
+            }
+        }
+        self.cut(&links.cut);
+    }
+
+    /// Undoes `links`; a link another fault still cuts stays cut.
+    fn heal_links(&mut self, sim: &turmoil::Sim<'_>, links: &Links) {
+        for (a, b) in &links.both {
+            if count_down(&mut self.pairs, pair(a, b)) {
+                sim.repair(a.as_str(), b.as_str());
+            }
+        }
+        for (from, to) in &links.one_way {
+            if count_down(&mut self.one_way, (from.clone(), to.clone())) {
+                sim.repair_oneway(from.as_str(), to.as_str());
+            }
+        }
+        for (a, b) in &links.held {
+            if count_down(&mut self.held, pair(a, b)) {
+                sim.release(a.as_str(), b.as_str());
+            }
+        }
+        self.reconnect(&links.cut);
     }
 
     fn cut(&mut self, hosts: &[String]) {
@@ -404,7 +479,7 @@ impl Driver<'_> {
         };
         let found = self.agents.values().find(|agent| {
             agent.engines().is_some_and(|state| {
-                engines::lock(&state)
+                lock(&state)
                     .engines
                     .get(&instance)
                     .is_some_and(|e| e.running && e.role == wanted && !e.fenced)
@@ -450,51 +525,14 @@ impl Driver<'_> {
                         self.cut(std::slice::from_ref(host));
                         return Some((*down, Action::RestartHost(host.clone())));
                     }
-                    Fault::Isolate { host, .. } => {
-                        for other in self.others(host) {
-                            self.partition(sim, host, &other);
-                        }
-                        self.cut(std::slice::from_ref(host));
-                    }
-                    Fault::CutOff { host, .. } => {
-                        for other in self.others(host) {
-                            if other != "app" {
-                                self.partition(sim, host, &other);
-                            }
-                        }
-                        self.cut(std::slice::from_ref(host));
-                    }
-                    // The standby still hears the primary: not cut off from every vantage point.
-                    Fault::CoordinatorCut { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            self.partition(sim, host, &coordinator);
-                        }
-                    }
-                    Fault::OneWay { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            if count_up(&mut self.one_way, (host.clone(), coordinator.clone())) {
-                                sim.partition_oneway(host.as_str(), coordinator.as_str());
-                            }
-                        }
-                    }
-                    Fault::Freeze { host, .. } => {
-                        for other in self.others(host) {
-                            if count_up(&mut self.held, pair(host, &other)) {
-                                sim.hold(host.as_str(), other.as_str());
-                            }
-                        }
-                        self.cut(std::slice::from_ref(host));
-                    }
-                    Fault::ZoneCut { zone, .. } => {
-                        let inside = self.zone_hosts(zone);
-                        for a in &inside {
-                            for b in self.others(a) {
-                                if !inside.contains(&b) {
-                                    self.partition(sim, a, &b);
-                                }
-                            }
-                        }
-                        self.cut(&inside);
+                    Fault::Isolate { .. }
+                    | Fault::CutOff { .. }
+                    | Fault::CoordinatorCut { .. }
+                    | Fault::OneWay { .. }
+                    | Fault::Freeze { .. }
+                    | Fault::ZoneCut { .. } => {
+                        let links = self.links(&fault);
+                        self.cut_links(sim, &links);
                     }
                     Fault::LeaderCrash { down } => {
                         let leader = {
@@ -515,9 +553,7 @@ impl Driver<'_> {
                         let crashed = self.agents.get(host).is_some_and(|agent| {
                             let instances: Vec<String> = agent
                                 .engines()
-                                .map(|state| {
-                                    engines::lock(&state).engines.keys().cloned().collect()
-                                })
+                                .map(|state| lock(&state).engines.keys().cloned().collect())
                                 .unwrap_or_default();
                             instances.iter().any(|name| agent.crash_engine(name))
                         });
@@ -543,54 +579,8 @@ impl Driver<'_> {
             }
             Action::Heal(fault) => {
                 self.note(format!("heal {fault}"));
-                match &fault {
-                    Fault::Isolate { host, .. } => {
-                        for other in self.others(host) {
-                            self.repair(sim, host, &other);
-                        }
-                        self.reconnect(std::slice::from_ref(host));
-                    }
-                    Fault::CutOff { host, .. } => {
-                        for other in self.others(host) {
-                            if other != "app" {
-                                self.repair(sim, host, &other);
-                            }
-                        }
-                        self.reconnect(std::slice::from_ref(host));
-                    }
-                    Fault::CoordinatorCut { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            self.repair(sim, host, &coordinator);
-                        }
-                    }
-                    Fault::OneWay { host, .. } => {
-                        for coordinator in Self::coordinators() {
-                            if count_down(&mut self.one_way, (host.clone(), coordinator.clone())) {
-                                sim.repair_oneway(host.as_str(), coordinator.as_str());
-                            }
-                        }
-                    }
-                    Fault::Freeze { host, .. } => {
-                        for other in self.others(host) {
-                            if count_down(&mut self.held, pair(host, &other)) {
-                                sim.release(host.as_str(), other.as_str());
-                            }
-                        }
-                        self.reconnect(std::slice::from_ref(host));
-                    }
-                    Fault::ZoneCut { zone, .. } => {
-                        let inside = self.zone_hosts(zone);
-                        for a in &inside {
-                            for b in self.others(a) {
-                                if !inside.contains(&b) {
-                                    self.repair(sim, a, &b);
-                                }
-                            }
-                        }
-                        self.reconnect(&inside);
-                    }
-                    _ => {}
-                }
+                let links = self.links(&fault);
+                self.heal_links(sim, &links);
                 None
             }
         }

@@ -9,7 +9,6 @@ use kvs_proto::model::Role;
 use super::Finals;
 use crate::run::Violation;
 use crate::stack::clients::App;
-use crate::stack::engines;
 use crate::stack::history::History;
 use crate::stack::hosts::AgentHost;
 use crate::stack::lock;
@@ -49,15 +48,12 @@ pub(super) fn heals(
         };
         let in_sync = agents.values().filter(|a| a.name != host).any(|agent| {
             agent.engines().is_some_and(|state| {
-                engines::lock(&state)
-                    .engines
-                    .get(instance)
-                    .is_some_and(|e| {
-                        e.running
-                            && e.role == Role::Standby
-                            && e.link_up
-                            && e.log.len() + 20 >= log.len()
-                    })
+                lock(&state).engines.get(instance).is_some_and(|e| {
+                    e.running
+                        && e.role == Role::Standby
+                        && e.link_up
+                        && e.log.len() + 20 >= log.len()
+                })
             })
         });
         if !in_sync {

@@ -16,7 +16,6 @@ mod one_leader_per_term;
 mod single_writer;
 
 use super::clients::App;
-use super::engines;
 use super::history::History;
 use super::hosts::AgentHost;
 use super::lock;
@@ -75,7 +74,7 @@ fn final_primaries(agents: &BTreeMap<String, AgentHost>) -> Finals {
         let Some(state) = agent.engines() else {
             continue;
         };
-        for (name, engine) in &engines::lock(&state).engines {
+        for (name, engine) in &lock(&state).engines {
             primaries.entry(name.clone()).or_default();
             if engine.running
                 && engine.role == Role::Primary

@@ -79,6 +79,10 @@ pub struct Config {
     /// another boot restarts fenced until the coordinator acts: its AOF may miss the last second
     /// of writes its standby acknowledged. Unreadable: no reboot detection (a warning).
     pub boot_id_file: PathBuf,
+    /// Dev clusters only: the kernel sends each engine SIGTERM when this agent exits, even by
+    /// SIGKILL, so nothing outlives a stopped dev cluster. Off in production: an engine keeps
+    /// serving across an agent restart and the next agent adopts it.
+    pub engines_exit_with_agent: bool,
 }
 
 /// Explicit engine binary paths (`[engines]`).
@@ -115,6 +119,7 @@ impl Default for Config {
             restart_backoff_max: restart.backoff_max,
             crash_loop_retry_interval: restart.crash_loop_retry_interval,
             boot_id_file: DEFAULT_BOOT_ID_FILE.into(),
+            engines_exit_with_agent: false,
         }
     }
 }

@@ -95,6 +95,7 @@ async fn run_until(config: Config, cancel: CancellationToken) -> anyhow::Result<
         stop_timeout: config.stop_timeout,
         restart: config.restart_policy(),
         boot_id,
+        engines_exit_with_agent: config.engines_exit_with_agent,
     };
     let handle = runtime::spawn(options, catalog.clone());
     if let Some(cached) = report::load_cached_desired(&config.data_dir).await {

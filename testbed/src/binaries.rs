@@ -21,6 +21,8 @@ pub struct Binaries {
     pub agent: PathBuf,
     /// `kvs` (the CLI); optional for the cluster itself, used by CLI checks when present.
     pub cli: Option<PathBuf>,
+    /// `kvs-testbed` itself, for the tests of `kvs-testbed dev`.
+    pub testbed: Option<PathBuf>,
     /// `valkey-server` from `$PATH`, handed to the agents' engine catalog.
     pub valkey_server: Option<PathBuf>,
     /// `redis-server` from `$PATH`, handed to the agents' engine catalog.
@@ -51,6 +53,7 @@ impl Binaries {
             coordinator,
             agent,
             cli: find("kvs"),
+            testbed: find("kvs-testbed"),
             valkey_server,
             redis_server,
         })

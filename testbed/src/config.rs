@@ -105,6 +105,10 @@ pub struct AgentConfig {
     /// The host's own boot id file (every testbed host shares the machine's kernel; the
     /// `reboot_host` fault writes a new id).
     pub boot_id_file: PathBuf,
+    /// Engines get SIGTERM from the kernel when their agent exits (`make dev`: nothing outlives
+    /// the dev cluster); unset: the agent default (off: engines survive an agent restart).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub engines_exit_with_agent: bool,
     pub engines: EnginePaths,
 }
 
@@ -228,6 +232,7 @@ pub fn agent_config(
         report_interval: "1s".into(),
         ssh_host_key_file: None,
         boot_id_file: dir.join(format!("agent-{zone}")).join("boot_id"),
+        engines_exit_with_agent: false,
         engines: EnginePaths {
             valkey_server: binaries.valkey_server.clone(),
             redis_server: binaries.redis_server.clone(),
@@ -254,6 +259,7 @@ mod tests {
             report_interval: "1s".into(),
             ssh_host_key_file: None,
             boot_id_file: "/d/agent/boot_id".into(),
+            engines_exit_with_agent: false,
             engines: EnginePaths {
                 valkey_server: Some("/usr/local/bin/valkey-server".into()),
                 redis_server: None,
@@ -280,6 +286,7 @@ mod tests {
             coordinator: "/bin/kvs-coordinator".into(),
             agent: "/bin/kvs-agent".into(),
             cli: None,
+            testbed: None,
             valkey_server: None,
             redis_server: None,
         };

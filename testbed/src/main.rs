@@ -5,7 +5,6 @@
 //! - `kvs-testbed bench-front`: redis-benchmark through the agent's TLS front vs the same engine's
 //!   native TLS and plain TCP.
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,7 +30,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -39,10 +38,33 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Dev(args) => kvs_testbed::dev::run(args).await,
         Command::BenchFront(args) => kvs_testbed::bench::run(args).await,
         Command::BenchRaft(args) => kvs_testbed::bench_raft::run(args).await,
         Command::BenchFailover(args) => kvs_testbed::bench_failover::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kvs-testbed: {}", one_line(&err));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// The error chain on one line (`a: b: c`), without backtraces or the log tails some causes
+/// carry (those are printed above it, with the cluster's logs).
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|cause| {
+            cause
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -1,5 +1,6 @@
 //! A child process the testbed started: its output goes to a log file, it leads its own process
-//! group, and it is killed by PID when dropped (also when a test panics).
+//! group, it is killed by PID when dropped (also when a test panics), and the kernel kills it when
+//! the testbed dies, even by SIGKILL (`PR_SET_PDEATHSIG`, see [`die_with_parent`]).
 //!
 //! Engines are the agents' children, not ours. They are found and killed by PID too:
 //! - through the agent's process group (engines inherit it unless the agent moves them);
@@ -51,6 +52,7 @@ impl ChildProcess {
             .stdout(log)
             .stderr(log_err)
             .process_group(0);
+        die_with_parent(&mut command);
         // Log files, not terminals: no colour codes (tracing-subscriber honours NO_COLOR).
         command.env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
@@ -128,6 +130,27 @@ impl ChildProcess {
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.kill_group();
+    }
+}
+
+/// Makes the kernel SIGKILL the child when the thread that spawned it exits (the testbed's
+/// runtime threads live as long as the testbed), so nothing the testbed started outlives it.
+/// If the testbed already died between `fork` and the `prctl`, the child exits at once.
+fn die_with_parent(command: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before `exec`; it only makes two syscalls
+    // (prctl, getppid) and allocates nothing, which is async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the testbed exited before its child started",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -236,6 +259,49 @@ pub fn processes_in_dir(dir: &Path) -> Vec<u32> {
             std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
         })
         .collect()
+}
+
+/// `(pid, command name)` of every other process that works inside `dir`, holds a file in it
+/// open (a log, a store, a lock) or names a file in it on its command line (`--config
+/// DIR/agent-a/config.toml`): what still uses a cluster directory.
+pub fn processes_using(dir: &Path) -> Vec<(u32, String)> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut found: Vec<(u32, String)> = all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && uses_dir(pid, &dir))
+        .map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, name.trim().to_string())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether process `pid` works in, holds a file in, or names a file in the canonical `dir`.
+fn uses_dir(pid: u32, dir: &Path) -> bool {
+    let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return false;
+    };
+    if cwd.starts_with(dir) {
+        return true;
+    }
+    let holds = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p.starts_with(dir)))
+    });
+    if holds {
+        return true;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline
+        .split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| cwd.join(String::from_utf8_lossy(arg).as_ref()))
+        .any(|path| path.canonicalize().is_ok_and(|p| p.starts_with(dir)))
 }
 
 /// Kills, by PID, every process working inside `dir` (a testbed-owned cluster directory).

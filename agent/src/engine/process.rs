@@ -103,15 +103,28 @@ pub async fn write_files(
     write_private(&paths.conf, &render::engine_conf(process, paths, bind)).await
 }
 
+/// How an engine is started, from the agent's options.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch {
+    /// The (loopback) address the engine listens on.
+    pub bind: IpAddr,
+    /// SIGTERM-to-SIGKILL grace period when it is stopped.
+    pub stop_timeout: Duration,
+    /// The kernel sends the engine SIGTERM when the agent exits (dev clusters).
+    pub exit_with_agent: bool,
+}
+
 /// Starts an engine for `process`. Returns the handle and the future that resolves with the exit
 /// reason; the caller must poll that future (it owns the child).
 pub async fn start(
     binary: &Path,
     process: &DesiredProcess,
     paths: &InstancePaths,
-    bind: IpAddr,
-    stop_timeout: Duration,
+    launch: Launch,
 ) -> Result<(RunningEngine, impl Future<Output = String> + Send + 'static), StartError> {
+    let Launch {
+        bind, stop_timeout, ..
+    } = launch;
     write_files(process, paths, bind).await?;
     let log_error = |error| StartError::Files {
         path: paths.log.display().to_string(),
@@ -134,6 +147,9 @@ pub async fn start(
         .stderr(Stdio::from(log_err))
         .process_group(0)
         .kill_on_drop(true);
+    if launch.exit_with_agent {
+        exit_with_agent(&mut command);
+    }
     let child = command.spawn().map_err(|error| StartError::Spawn {
         binary: binary.display().to_string(),
         error,
@@ -145,6 +161,27 @@ pub async fn start(
     let (stop_tx, stop_rx) = oneshot::channel();
     let watch = watch(child, stop_rx, stop_timeout, paths.clone(), log_offset);
     Ok((RunningEngine::new(pid, stop_tx), watch))
+}
+
+/// The kernel sends the engine SIGTERM (a clean shutdown) when the thread that started it exits:
+/// the agent's runtime threads live as long as the agent. If the agent already died between
+/// `fork` and the `prctl`, the engine does not start.
+fn exit_with_agent(command: &mut Command) {
+    let agent = nix::unistd::getpid();
+    // SAFETY: runs in the forked child before `exec` and only makes two syscalls (prctl,
+    // getppid), allocating nothing: async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            if nix::unistd::getppid() != agent {
+                return Err(std::io::Error::other(
+                    "the agent exited before its engine started",
+                ));
+            }
+            Ok(())
+        });
+    }
 }
 
 async fn watch(

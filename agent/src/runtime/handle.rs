@@ -42,6 +42,8 @@ pub struct RuntimeOptions {
     pub restart: RestartPolicy,
     /// This boot's id (`boot_id_file`); `None`: reboots are not detected.
     pub boot_id: Option<String>,
+    /// Engines get SIGTERM from the kernel when the agent exits (`engines_exit_with_agent`).
+    pub engines_exit_with_agent: bool,
 }
 
 /// The desired state for this host, as the coordinator sent it (or as cached on disk).

@@ -50,6 +50,7 @@ pub(super) fn spawn_start(
 ) {
     let paths = paths(options, &process.instance);
     let (bind, stop_timeout) = (options.engine_bind, options.stop_timeout);
+    let exit_with_agent = options.engines_exit_with_agent;
     let boot_id = options.boot_id.clone();
     tokio::spawn(async move {
         let instance = process.instance.clone();
@@ -58,7 +59,12 @@ pub(super) fn spawn_start(
         leftover::stop(&paths, &binaries, stop_timeout).await;
         let after_reboot =
             super::reboot::started_under_another_boot(&paths.dir, boot_id.as_deref()).await;
-        match process::start(&binary, &process, &paths, bind, stop_timeout).await {
+        let launch = process::Launch {
+            bind,
+            stop_timeout,
+            exit_with_agent,
+        };
+        match process::start(&binary, &process, &paths, launch).await {
             Ok((engine, exited)) => {
                 // A rebooted primary keeps the old boot in its marker until the coordinator
                 // answers (`reboot.rs`), so a restarted agent still knows.

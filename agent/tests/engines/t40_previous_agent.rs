@@ -17,14 +17,7 @@ use kvs_proto::model::{DesiredProcess, ProcessStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::fixtures::{Harness, LOCALHOST, WAIT, alive, catalog, init_tracing, process};
-
-/// The first installed engine.
-async fn engine() -> Option<CatalogEntry> {
-    let catalog = catalog().await;
-    let label = catalog.engines().first()?.label.clone();
-    catalog.resolve(&label).cloned()
-}
+use crate::fixtures::{Harness, LOCALHOST, WAIT, alive, first_engine, init_tracing, process};
 
 /// Starts `spec`'s engine in `dir` as a previous agent would have, lets it serve (and rewrite
 /// its process title), stores `key`, and abandons it. Returns its PID.
@@ -34,8 +27,11 @@ async fn leave_engine(entry: &CatalogEntry, dir: &std::path::Path, spec: &Desire
         &entry.path,
         spec,
         &paths,
-        LOCALHOST,
-        Duration::from_secs(3),
+        kvs_agent::engine::process::Launch {
+            bind: LOCALHOST,
+            stop_timeout: Duration::from_secs(3),
+            exit_with_agent: false,
+        },
     )
     .await
     .expect("start");
@@ -77,7 +73,9 @@ async fn get(h: &Harness, spec: &DesiredProcess, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t13_engine_left_by_a_previous_agent_is_adopted() {
     init_tracing();
-    let Some(entry) = engine().await else { return };
+    let Some(entry) = first_engine().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = process("redis-left-1", &entry.engine.label);
     let leftover = leave_engine(&entry, dir.path(), &spec).await;
@@ -133,7 +131,9 @@ async fn t13_engine_left_by_a_previous_agent_is_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t14_adopted_engine_that_crashes_is_restarted() {
     init_tracing();
-    let Some(entry) = engine().await else { return };
+    let Some(entry) = first_engine().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = process("redis-left-2", &entry.engine.label);
     let leftover = leave_engine(&entry, dir.path(), &spec).await;
@@ -186,7 +186,9 @@ async fn t14_adopted_engine_that_crashes_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t15_leftover_on_another_port_is_stopped_and_replaced() {
     init_tracing();
-    let Some(entry) = engine().await else { return };
+    let Some(entry) = first_engine().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let old = process("redis-left-3", &entry.engine.label);
     let leftover = leave_engine(&entry, dir.path(), &old).await;
@@ -215,7 +217,9 @@ async fn t15_leftover_on_another_port_is_stopped_and_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t17_adopted_primary_from_before_a_reboot_stays_fenced_until_answered() {
     init_tracing();
-    let Some(entry) = engine().await else { return };
+    let Some(entry) = first_engine().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = DesiredProcess {
         fence_after_seconds: Some(60),

@@ -13,6 +13,7 @@
 //! `response.log_id` is where it sits in the log. On a follower the call fails with
 //! `ClientWriteError::ForwardToLeader`, which the service layer maps to "not leader".
 
+mod holder;
 mod log_store;
 mod network;
 mod runtime;

@@ -48,9 +48,14 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is held by another process (is a coordinator already running on this data directory?)"
+        "{path} is held by another process{holders}: is a coordinator already running on this data \
+         directory? Stop it first"
     )]
-    AlreadyOpen { path: PathBuf },
+    AlreadyOpen {
+        path: PathBuf,
+        /// `" (by pid N NAME)"` when the holder could be found, else empty.
+        holders: String,
+    },
     #[error(
         "{path} is not a readable redb database (corrupt, truncated or not a KVS file): {source}"
     )]
@@ -135,9 +140,10 @@ impl Store {
         })?;
         let path = dir.join(DATABASE_FILE_NAME);
         let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::AlreadyOpen { path: path.clone() }
-            }
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                holders: super::holder::describe_holders(&path),
+                path: path.clone(),
+            },
             source => StoreError::Unreadable {
                 path: path.clone(),
                 source: Box::new(source),

@@ -70,6 +70,9 @@ pub struct ClusterOptions {
     pub network: NetworkMode,
     /// The coordinator's probe and failover settings (unset: its defaults).
     pub ha: HaSettings,
+    /// Engines die with their agent (`make dev`); tests leave it off, since some kill an agent
+    /// and expect the next one to adopt its engines.
+    pub engines_exit_with_agents: bool,
 }
 
 impl Default for ClusterOptions {
@@ -82,6 +85,7 @@ impl Default for ClusterOptions {
             cluster_id: "kvs-testbed".into(),
             network: NetworkMode::Loopback,
             ha: HaSettings::default(),
+            engines_exit_with_agents: false,
         }
     }
 }
@@ -193,6 +197,7 @@ impl Cluster {
             let mut config =
                 config::agent_config(&dir, &slot, index, &coordinator_configs[0], &binaries);
             config.set_coordinators(&endpoints);
+            config.engines_exit_with_agent = options.engines_exit_with_agents;
             if let Some(hosts) = &netns {
                 hosts.adapt_agent_config(&mut config, index, &dir);
             }

@@ -28,14 +28,26 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Tests whose precondition is missing (not root, no sshd, no engine, …) append a line here and
+# pass, unless KVS_TEST_STRICT=1 (.ci/run sets it): then they fail, naming what is missing.
+SKIP_LOG ?= $(abspath $(TARGET_DIR))/test-skips.log
+
 # The end-to-end tests start the binaries built here (target/debug), so build everything first.
 unit-and-e2e:
 	$(CARGO) build --workspace --all-targets
-	@if command -v cargo-nextest >/dev/null 2>&1; then \
-		echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace; \
+	@rm -f "$(SKIP_LOG)"; status=0; \
+	if command -v cargo-nextest >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace"; \
+		KVS_TEST_SKIP_LOG="$(SKIP_LOG)" $(CARGO) nextest run --workspace || status=$$?; \
 	else \
-		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace; \
-	fi
+		echo "$(CARGO) test --workspace"; \
+		KVS_TEST_SKIP_LOG="$(SKIP_LOG)" $(CARGO) test --workspace || status=$$?; \
+	fi; \
+	if [ -s "$(SKIP_LOG)" ]; then \
+		echo "**** $$(wc -l < "$(SKIP_LOG)") test checks SKIPPED (KVS_TEST_STRICT=1 fails them instead):"; \
+		cat "$(SKIP_LOG)"; \
+	fi; \
+	exit $$status
 
 # The deploy checks run after the build: their live test installs and starts target/debug binaries.
 deploy-check:

@@ -1,8 +1,9 @@
-//! Helpers for the high-availability end-to-end tests (`tests/t90_*`): a netns cluster or SKIPPED,
+//! Helpers for the high-availability end-to-end tests (`tests/t90_*`): a netns cluster or a skip
+//! (a failure under `KVS_TEST_STRICT=1`),
 //! a premium instance with an in-sync standby, bounded waits on an instance's fields.
 //!
 //! ```text
-//!   netns_or_skip(options) ─► None (prints SKIPPED: not root / no iproute2 / no sshd) | Cluster
+//!   netns_or_skip(options) ─► None (skip: not root / no iproute2 / no sshd) | Cluster
 //!   premium(cluster, app)  ─► create premium-0 ─► available ─► HA Available at epoch 1
 //!   wait_instance(cluster, name, what, timeout, condition) ─► the instance, or what it last was
 //!   catch_failover_intent(cluster, name, timeout) ─► (leader index, instance with `failover` set)
@@ -60,9 +61,9 @@ pub fn short_window(window: Duration) -> HaSettings {
 pub async fn netns_or_skip(options: ClusterOptions) -> Result<Option<SharedCluster>> {
     crate::init_test_tracing();
     if let Err(why) = crate::netns::available().and_then(|()| crate::sshd::available()) {
-        eprintln!(
-            "SKIPPED: netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
-        );
+        kvs_test_support::skip(&format!(
+            "netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
+        ));
         return Ok(None);
     }
     let options = ClusterOptions {

@@ -1,6 +1,6 @@
 //! t60: the testbed's netns mode and its fault injection, tested for themselves (the failover
 //! behaviour built on them is tested elsewhere). Each test needs root, iproute2 and openssh-server;
-//! without them it prints SKIPPED and passes.
+//! without them it skips (fails under KVS_TEST_STRICT=1).
 //!
 //! - t60: a netns cluster comes up (coordinator + 3 hosts, each its own namespace and sshd); an
 //!   instance is reachable over TLS from the test (dialing from the net namespace) and with
@@ -33,9 +33,9 @@ async fn netns_cluster(agents: usize) -> Result<Option<Cluster>> {
     kvs_testbed::init_test_tracing();
     let why_not = kvs_testbed::netns::available().and_then(|()| kvs_testbed::sshd::available());
     if let Err(why) = why_not {
-        eprintln!(
-            "SKIPPED: netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
-        );
+        kvs_test_support::skip(&format!(
+            "netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
+        ));
         return Ok(None);
     }
     let options = ClusterOptions {
@@ -97,6 +97,11 @@ async fn t60_netns_cluster_serves_and_sshd_answers() -> Result<()> {
             let output = tokio::time::timeout(Duration::from_secs(15), output).await??;
             let stdout = String::from_utf8_lossy(&output.stdout);
             ensure!(stdout.trim() == "across the bridge", "redis-cli: {stdout}");
+        } else {
+            kvs_test_support::skip(
+                "redis-cli is not installed (scripts/install-engines): the redis-cli check did \
+                 not run",
+            );
         }
     }
 

@@ -1,5 +1,5 @@
 //! t80: high availability under host faults, on network-namespace hosts with real sshd probes and
-//! a short confirmation window (DESIGN.md §4). Needs root; prints SKIPPED and passes elsewhere.
+//! a short confirmation window (DESIGN.md §4). Needs root; elsewhere it skips (fails under KVS_TEST_STRICT=1).
 //!
 //! - t80: the primary's host is cut off → after the window the standby is promoted, the URL rotates
 //!   (and a process under `kvs run` is restarted with it), no write acknowledged with WAIT is lost,
@@ -40,9 +40,9 @@ async fn netns_cluster() -> Result<Option<Cluster>> {
     kvs_testbed::init_test_tracing();
     if let Err(why) = kvs_testbed::netns::available().and_then(|()| kvs_testbed::sshd::available())
     {
-        eprintln!(
-            "SKIPPED: netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
-        );
+        kvs_test_support::skip(&format!(
+            "netns mode cannot run here ({why}); run as root with iproute2 and openssh-server"
+        ));
         return Ok(None);
     }
     let options = ClusterOptions {

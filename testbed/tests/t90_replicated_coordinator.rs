@@ -1,6 +1,6 @@
 //! t90: the replicated coordinator (three kvs-coordinator nodes, each in its own network namespace,
 //! agents given all three) under coordinator faults, while a premium instance serves a writer.
-//! Needs root; prints SKIPPED and passes elsewhere.
+//! Needs root; elsewhere it skips (fails under KVS_TEST_STRICT=1).
 //!
 //! - t90: a minority partition, first of a follower, then of the leader (held past a confirmation
 //!   window): the cut-off node cannot commit (a write sent to it, from inside its namespace, fails

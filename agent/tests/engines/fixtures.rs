@@ -2,11 +2,11 @@
 //! processes, a TLS client that speaks RESP, and a runtime on a temporary data dir.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvs_agent::engine::catalog::{self, Catalog};
+use kvs_agent::config::EnginesConfig;
+use kvs_agent::engine::catalog::{Catalog, CatalogEntry};
 use kvs_agent::engine::resp::Connection;
 use kvs_agent::runtime::{self, DesiredState, ObservedState, RuntimeHandle, RuntimeOptions};
 use kvs_agent::supervisor::RestartPolicy;
@@ -68,15 +68,25 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// The catalog of installed engines, probed from their usual paths.
+/// The catalog of installed engines, found as the agent finds them with no `[engines]` paths
+/// configured: in `PATH` (where scripts/install-engines puts them).
 pub async fn catalog() -> Catalog {
-    let mut entries = Vec::new();
-    for path in ["/usr/local/bin/valkey-server", "/usr/bin/redis-server"] {
-        if let Ok(entry) = catalog::probe(Path::new(path)).await {
-            entries.push(entry);
-        }
+    Catalog::discover(&EnginesConfig::default()).await
+}
+
+/// The first installed engine's catalog entry, or `None` after [`kvs_test_support::skip`].
+pub async fn first_engine() -> Option<CatalogEntry> {
+    let catalog = catalog().await;
+    let entry = catalog
+        .engines()
+        .first()
+        .and_then(|e| catalog.resolve(&e.label).cloned());
+    if entry.is_none() {
+        kvs_test_support::skip(
+            "no engine (valkey-server or redis-server) in PATH (scripts/install-engines)",
+        );
     }
-    Catalog::from_entries(entries)
+    entry
 }
 
 pub fn process(instance: &str, engine: &str) -> DesiredProcess {
@@ -154,6 +164,7 @@ impl Harness {
             stop_timeout: Duration::from_secs(3),
             restart,
             boot_id,
+            engines_exit_with_agent: false,
         };
         let runtime = runtime::spawn(options, catalog().await);
         Harness {

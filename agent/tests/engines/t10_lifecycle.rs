@@ -10,7 +10,7 @@ use kvs_proto::model::ProcessStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::fixtures::{Harness, alive, catalog, init_tracing, process};
+use crate::fixtures::{Harness, alive, catalog, first_engine, init_tracing, process};
 
 /// `CONFIG GET name` as the value, via kvs-admin.
 async fn config_get(
@@ -38,7 +38,9 @@ fn bulk(value: &Value) -> Option<String> {
 async fn lifecycle(engine: &str) {
     init_tracing();
     if catalog().await.resolve(engine).is_none() {
-        eprintln!("{engine} is not installed; skipping");
+        kvs_test_support::skip(&format!(
+            "engine {engine} is not installed (scripts/install-engines)"
+        ));
         return;
     }
     let mut h = Harness::start(RestartPolicy::default()).await;
@@ -232,7 +234,7 @@ async fn t11_valkey_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t12_shutdown_stops_engines_and_keeps_data() {
     init_tracing();
-    let Some(engine) = catalog().await.engines().first().map(|e| e.label.clone()) else {
+    let Some(engine) = first_engine().await.map(|e| e.engine.label) else {
         return;
     };
     let mut h = Harness::start(RestartPolicy::default()).await;

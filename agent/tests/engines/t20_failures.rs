@@ -6,7 +6,7 @@ use std::time::Duration;
 use kvs_agent::supervisor::RestartPolicy;
 use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
-use crate::fixtures::{Harness, LOCALHOST, catalog, init_tracing, process};
+use crate::fixtures::{Harness, LOCALHOST, first_engine, init_tracing, process};
 
 fn fast_restarts() -> RestartPolicy {
     RestartPolicy {
@@ -35,7 +35,7 @@ async fn t20_missing_engine_is_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t21_front_port_in_use_is_reported() {
     init_tracing();
-    let Some(engine) = catalog().await.engines().first().map(|e| e.label.clone()) else {
+    let Some(engine) = first_engine().await.map(|e| e.engine.label) else {
         return;
     };
     let mut h = Harness::start(fast_restarts()).await;
@@ -73,7 +73,7 @@ async fn t21_front_port_in_use_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t22_corrupt_aof_crash_loops_with_a_clear_error() {
     init_tracing();
-    let Some(engine) = catalog().await.engines().first().map(|e| e.label.clone()) else {
+    let Some(engine) = first_engine().await.map(|e| e.engine.label) else {
         return;
     };
     let mut h = Harness::start(fast_restarts()).await;
@@ -114,7 +114,7 @@ async fn t22_corrupt_aof_crash_loops_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t25_primary_restarted_after_a_reboot_is_fenced_until_a_new_epoch() {
     init_tracing();
-    let Some(engine) = catalog().await.engines().first().map(|e| e.label.clone()) else {
+    let Some(engine) = first_engine().await.map(|e| e.engine.label) else {
         return;
     };
     let name = "redis-boot-1";

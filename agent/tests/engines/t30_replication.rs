@@ -117,7 +117,9 @@ async fn wait_serving(h: &Harness, spec: &DesiredProcess, expected: bool) -> Dur
 async fn replication(engine: &str) {
     init_tracing();
     if catalog().await.resolve(engine).is_none() {
-        eprintln!("{engine} is not installed; skipping");
+        kvs_test_support::skip(&format!(
+            "engine {engine} is not installed (scripts/install-engines)"
+        ));
         return;
     }
     let pki = pki();

@@ -51,10 +51,10 @@ impl Sshd {
     /// Starts sshd, or returns `None` (after saying so) if it is not installed.
     pub async fn start() -> Option<Sshd> {
         if !Path::new(SSHD).exists() {
-            eprintln!(
-                "SKIPPED: {SSHD} is not installed (apt-get install -y openssh-server); \
-                 the SSH probe tests need a real sshd"
-            );
+            kvs_test_support::skip(&format!(
+                "{SSHD} is not installed (apt-get install -y openssh-server); the SSH probe \
+                 tests need a real sshd"
+            ));
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");

@@ -208,6 +208,8 @@ pub fn instance_json(instance: &pb::Instance) -> Value {
         "primary_host": instance.primary_host,
         "primary_zone": instance.primary_zone,
         "epoch": instance.epoch,
+        "failover": instance.failover,
+        "failover_epoch": instance.failover_epoch,
     })
 }
 

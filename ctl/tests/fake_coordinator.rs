@@ -162,7 +162,12 @@ impl Admin for Service {
     }
     async fn failover(&self, r: Request<pb::FailoverRequest>) -> Reply<pb::Instance> {
         authorize(&r)?;
-        Err(Status::unimplemented("fake"))
+        // As the coordinator answers: the intent is committed, the epoch not raised yet.
+        let mut instance = self.instance.lock().expect("lock").clone();
+        instance.epoch = 1;
+        instance.failover = "planned switchover to h-b-1 (epoch 2)".into();
+        instance.failover_epoch = 2;
+        Ok(Response::new(instance))
     }
     async fn promote(&self, r: Request<pb::PromoteRequest>) -> Reply<pb::ConfigVars> {
         authorize(&r)?;
@@ -390,6 +395,21 @@ async fn t30_run_restarts_on_change_and_stops_on_sigterm() {
         .expect("status");
     assert_eq!(status.code(), Some(143));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn t20_failover_names_the_epoch_its_events_name() {
+    let (_fake, endpoint) = start().await;
+    let (out, stdout, stderr) = output(&endpoint, TOKEN, &["failover", NAME]).await;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("Failing over redis-acute-6762 to its standby... started (epoch 2).\n"),
+        "{stdout}"
+    );
+    let (out, stdout, _) = output(&endpoint, TOKEN, &["failover", NAME, "--json"]).await;
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(json["failover_epoch"], 2);
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ pub fn instance_with_ha(state: &ClusterState, i: &Instance, ha: HaStatus) -> pb:
                 format!("{kind} to {} (epoch {})", f.target_host_id, f.new_epoch)
             })
             .unwrap_or_default(),
+        failover_epoch: i.failover.as_ref().map_or(0, |f| f.new_epoch),
     }
 }
 

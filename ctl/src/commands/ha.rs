@@ -20,9 +20,16 @@ pub async fn failover(ctx: &Context, args: FailoverArgs) -> anyhow::Result<()> {
     if ctx.json {
         return output::print_json(&output::instance_json(&instance));
     }
+    // The epoch the switchover completes at, as its events say (`instance.epoch` is still the
+    // current one until the new primary is confirmed).
+    let epoch = if instance.failover_epoch > 0 {
+        instance.failover_epoch
+    } else {
+        instance.epoch
+    };
     println!(
-        "Failing over {} to its standby... started (epoch {}).",
-        args.name, instance.epoch
+        "Failing over {} to its standby... started (epoch {epoch}).",
+        args.name
     );
     println!(
         "Run `kvs wait {}` to wait until it is available again; `kvs events {}` shows the steps.",

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::HaConfig;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -191,21 +193,11 @@ impl Config {
                 self.probe_timeout, self.probe_interval
             )));
         }
-        if self.fence_after.is_zero()
-            || self.fence_after + crate::control::ha_config::FENCE_DETECTION_SLACK
-                > self.confirmation_window
-        {
-            return Err(ConfigError::Invalid(format!(
-                "fence_after ({:?}) must be positive and at least 10 s below confirmation_window ({:?}), so an \
-                 isolated primary stops taking writes before its standby can be promoted",
-                self.fence_after, self.confirmation_window
-            )));
-        }
-        if self.confirmation_window < self.probe_interval * 2 {
-            return Err(ConfigError::Invalid(
-                "confirmation_window must span at least two probe intervals".into(),
-            ));
-        }
+        // The HA rules (fence before promotion, window against probes) live in one place, and
+        // are checked here, before this node opens its store or joins a cluster.
+        self.ha_config()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.0))?;
         if self.snapshot_every_entries == 0 {
             return Err(ConfigError::Invalid(
                 "snapshot_every_entries must be positive".into(),
@@ -217,6 +209,19 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+
+    /// The HA policy's settings (`control::HaConfig`), from this config's keys.
+    pub fn ha_config(&self) -> HaConfig {
+        HaConfig {
+            confirmation_window: self.confirmation_window,
+            probe_interval: self.probe_interval,
+            fence_after: self.fence_after,
+            max_lag_bytes: self.max_lag_bytes,
+            reboot_standby_wait: self.reboot_standby_wait,
+            agent_silence_timeout: self.agent_silence_timeout,
+            ..HaConfig::default()
+        }
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
@@ -269,5 +274,32 @@ mod tests {
             toml::from_str::<Config>("nonsense = 1").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn the_ha_rules_are_checked_before_the_node_starts() {
+        // One rule set (HaConfig::validate): what the node would refuse later is refused here.
+        let fence_too_late = Config {
+            fence_after: Duration::from_secs(115),
+            ..Config::default()
+        };
+        let err = fence_too_late.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("fence_after"), "{err}");
+        let window_too_short = Config {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            confirmation_window: Duration::from_secs(14),
+            fence_after: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let err = window_too_short.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("3 probe intervals"), "{err}");
+        for config in [Config::default(), window_too_short, fence_too_late] {
+            assert_eq!(
+                config.clone().validate().is_ok(),
+                config.ha_config().validate().is_ok(),
+                "the node config and the HA policy agree"
+            );
+        }
     }
 }

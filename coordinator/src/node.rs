@@ -37,20 +37,6 @@ use tonic::service::interceptor::InterceptedService;
 /// Deadline of a remote agent restart over SSH (systemctl restart waits for the old agent).
 pub const AGENT_RESTART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The HA policy's settings, from the node config.
-fn ha_config(config: &Config) -> anyhow::Result<crate::control::HaConfig> {
-    let ha = crate::control::HaConfig {
-        confirmation_window: config.confirmation_window,
-        probe_interval: config.probe_interval,
-        fence_after: config.fence_after,
-        max_lag_bytes: config.max_lag_bytes,
-        reboot_standby_wait: config.reboot_standby_wait,
-        agent_silence_timeout: config.agent_silence_timeout,
-        ..crate::control::HaConfig::default()
-    };
-    Ok(ha.validate()?)
-}
-
 /// Largest gRPC message accepted from clients and agents.
 pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 
@@ -260,7 +246,8 @@ where
         admin_token: info.admin_token.clone(),
         join_token: info.join_token.clone(),
         membership_lock: tokio::sync::Mutex::new(()),
-        ha: ha_config(&config)?,
+        // Checked by `config.validate()` above, before the store was opened or a cluster joined.
+        ha: config.ha_config(),
         probes: Mutex::new(Default::default()),
         ha_memory: Mutex::new(Default::default()),
         prober: probers.probe,

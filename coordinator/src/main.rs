@@ -35,7 +35,7 @@ async fn main() -> std::process::ExitCode {
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, on stderr (the journal keeps it); no backtrace: this is an operating error.
             eprintln!("kvs-coordinator: {e:#}");
             std::process::ExitCode::FAILURE
         }

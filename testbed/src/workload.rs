@@ -33,6 +33,11 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 pub const ERRORS_KEPT: usize = 10;
 /// How often the writer asks for the current URL, like `kvs run` watching the config vars.
 const URL_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Writes a test wants acknowledged by a replica before it injects its fault (a writer that is
+/// stuck would otherwise make "no acknowledged write lost" hold vacuously).
+pub const ACKNOWLEDGED_BEFORE_FAULT_MIN: usize = 20;
+/// Bound on reaching [`ACKNOWLEDGED_BEFORE_FAULT_MIN`] (a write and its WAIT take milliseconds).
+pub const ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the writer saw.
 #[derive(Debug, Default, Clone)]
@@ -85,6 +90,33 @@ impl Writer {
             log.clone(),
         ));
         Writer { stop, log, task }
+    }
+
+    /// Waits until at least `count` writes are acknowledged by a replica, and returns how many
+    /// are. A test calls this before its fault, so "no acknowledged write lost" cannot pass with
+    /// a writer that never got an acknowledgement.
+    pub async fn wait_acknowledged(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log().await;
+            if log.acknowledged.len() >= count {
+                return Ok(log.acknowledged.len());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "only {} of {count} writes acknowledged by a replica within {timeout:?} \
+                     ({} errors, first: {:?})",
+                    log.acknowledged.len(),
+                    log.errors,
+                    log.error_messages.first()
+                );
+            }
+            tokio::time::sleep(RECONNECT_PAUSE * 5).await;
+        }
     }
 
     /// The log so far.

@@ -12,7 +12,9 @@ use kvs_testbed::Cluster;
 use kvs_testbed::cluster::AVAILABLE_TIMEOUT;
 use kvs_testbed::engine_client;
 use kvs_testbed::wait::{Probe, wait_until};
-use kvs_testbed::workload::{Writer, missing_writes};
+use kvs_testbed::workload::{
+    ACKNOWLEDGED_BEFORE_FAULT_MIN, ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT, Writer, missing_writes,
+};
 use tokio::sync::Mutex;
 
 async fn instance(cluster: &Arc<Mutex<Cluster>>, name: &str) -> Result<pb::Instance> {
@@ -72,7 +74,12 @@ async fn t70_planned_switchover_loses_no_acknowledged_write() -> Result<()> {
     };
 
     let writer = Writer::start(cluster.clone(), &name, "t70");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
 
     {
         tracing::info!("--- planned switchover");

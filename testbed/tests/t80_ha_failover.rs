@@ -4,7 +4,8 @@
 //! - t80: the primary's host is cut off → after the window the standby is promoted, the URL rotates
 //!   (and a process under `kvs run` is restarted with it), no write acknowledged with WAIT is lost,
 //!   a new standby is placed in the third zone and HA is Available again; the old host heals → it
-//!   rejoins behind the new primary and a client on the old URL cannot write.
+//!   is cleaned up (its replacement standby is already in sync, decision 0004): its engine stops,
+//!   its front refuses connections, and a client on the old URL never gets a write through.
 //! - t81: cut off for less than the window → no failover.
 //! - t82: the primary's agent is killed → the coordinator restarts it over SSH; kill -9 of the
 //!   primary's engine → restarted in place; neither fails over, and the data is still there.
@@ -17,7 +18,9 @@ use kvs_proto::pb;
 use kvs_testbed::cluster::AVAILABLE_TIMEOUT;
 use kvs_testbed::config::HaSettings;
 use kvs_testbed::wait::{Probe, wait_until};
-use kvs_testbed::workload::{Writer, missing_writes};
+use kvs_testbed::workload::{
+    ACKNOWLEDGED_BEFORE_FAULT_MIN, ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT, Writer, missing_writes,
+};
 use kvs_testbed::{Cluster, ClusterOptions, NetworkMode};
 use tokio::sync::Mutex;
 
@@ -162,6 +165,69 @@ fn urls_written(file: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// After the old primary's host heals: its agent reports again, the instance has no process there
+/// any more, the stale engine is gone, and the old URL refuses connections; until then every
+/// write through the old URL is refused (never acknowledged).
+async fn old_host_cleaned_up(
+    cluster: &Arc<Mutex<Cluster>>,
+    old: usize,
+    before: &pb::Instance,
+    settled: &pb::Instance,
+) -> Result<()> {
+    ensure!(
+        !settled.standby_hosts.contains(&before.primary_host)
+            && settled.primary_host != before.primary_host,
+        "the old host holds no process of the instance: {settled:?}"
+    );
+    wait_until(
+        "the old host's agent to report again",
+        Duration::from_secs(60),
+        || async {
+            let c = cluster.lock().await;
+            let hosts = match c.admin() {
+                Ok(mut admin) => admin.list_hosts(pb::ListHostsRequest {}).await,
+                Err(e) => return Probe::Pending(format!("{e:#}")),
+            };
+            match hosts.map(|r| r.into_inner().hosts) {
+                Ok(hosts) => match hosts.iter().find(|h| h.id == before.primary_host) {
+                    Some(h) if h.state == "up" => Probe::Ready(()),
+                    other => Probe::Pending(format!("{other:?}")),
+                },
+                Err(status) => Probe::Pending(status.to_string()),
+            }
+        },
+    )
+    .await?;
+    wait_until(
+        "the stale engine to stop and the old URL to refuse connections",
+        Duration::from_secs(30),
+        || async {
+            let c = cluster.lock().await;
+            let engine = c.engine_pid_on(old, &before.name).ok();
+            match c.dialer().redis(&before.url, c.ca_pem()).await {
+                Ok(mut connection) => {
+                    let write: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg("t80:old")
+                        .arg(1)
+                        .query_async(&mut connection)
+                        .await;
+                    match write {
+                        Ok(()) => Probe::Fatal(anyhow::anyhow!(
+                            "a write through the old URL was acknowledged after the failover"
+                        )),
+                        Err(e) => Probe::Pending(format!("old URL connects, write refused: {e}")),
+                    }
+                }
+                Err(e) if engine.is_none() && format!("{e:#}").contains("refused") => {
+                    Probe::Ready(())
+                }
+                Err(e) => Probe::Pending(format!("engine {engine:?}; old URL: {e:#}")),
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t80_cut_off_primary_fails_over_after_the_window() -> Result<()> {
     let Some(cluster) = netns_cluster().await? else {
@@ -188,7 +254,12 @@ async fn t80_cut_off_primary_fails_over_after_the_window() -> Result<()> {
         "kvs run started with REDIS_URL"
     );
     let writer = Writer::start(cluster.clone(), &before.name, "t80");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
 
     tracing::info!(host = primary, "--- cut the primary's host off");
     let cut_at = tokio::time::Instant::now();
@@ -307,22 +378,9 @@ async fn t80_cut_off_primary_fails_over_after_the_window() -> Result<()> {
         );
     }
 
-    tracing::info!("--- the old host heals: it never serves writes as a primary again");
+    tracing::info!("--- the old host heals: cleaned up (decision 0004), it never takes a write");
     cluster.lock().await.heal(primary)?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let c = cluster.lock().await;
-    match c.dialer().redis(&before.url, c.ca_pem()).await {
-        Err(_) => {} // its process was removed: the old URL no longer answers
-        Ok(mut old) => {
-            let write: redis::RedisResult<()> = redis::cmd("SET")
-                .arg("t80:old")
-                .arg(1)
-                .query_async(&mut old)
-                .await;
-            ensure!(write.is_err(), "a write through the old URL must fail");
-        }
-    }
-    drop(c);
+    old_host_cleaned_up(&cluster, primary, &before, &settled).await?;
     let _ = runner.kill().await;
     let cluster = Arc::try_unwrap(cluster)
         .map_err(|_| anyhow::anyhow!("cluster still shared"))?
@@ -442,7 +500,12 @@ async fn t83_rebooted_primary_fails_over_to_its_standby() -> Result<()> {
     let cluster = Arc::new(Mutex::new(cluster));
     let (before, primary) = premium(&cluster, "t83").await?;
     let writer = Writer::start(cluster.clone(), &before.name, "t83");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
 
     tracing::info!(host = primary, "--- reboot the primary's host");
     cluster.lock().await.reboot_host(primary).await?;

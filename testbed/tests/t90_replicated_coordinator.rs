@@ -24,7 +24,9 @@ use kvs_testbed::ha_testing::{
     self, SharedCluster, agents_kept_reporting, describe, ha_available, wait_instance,
     writer_kept_going,
 };
-use kvs_testbed::workload::{Writer, missing_writes};
+use kvs_testbed::workload::{
+    ACKNOWLEDGED_BEFORE_FAULT_MIN, ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT, Writer, missing_writes,
+};
 use kvs_testbed::{Cluster, ClusterOptions};
 use tokio::time::Instant;
 
@@ -110,7 +112,12 @@ async fn t90_minority_partition_cannot_commit_and_majority_goes_on() -> Result<(
     };
     let (instance, _) = ha_testing::premium(&cluster, "t90").await?;
     let writer = Writer::start(cluster.clone(), &instance.name, "t90");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
     for (round, cut_leader) in [("follower", false), ("leader", true)] {
         let started = Instant::now();
         let leader = cluster.lock().await.leader_index().await?;
@@ -220,7 +227,12 @@ async fn t91_rolling_restart_of_every_coordinator_node() -> Result<()> {
     };
     let (instance, _) = ha_testing::premium(&cluster, "t91").await?;
     let writer = Writer::start(cluster.clone(), &instance.name, "t91");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
     for (node, polite) in [(0, true), (1, false), (2, false)] {
         let started = Instant::now();
         let mut c = cluster.lock().await;
@@ -284,7 +296,12 @@ async fn t92_leader_killed_mid_failover_completes_it_exactly_once() -> Result<()
     let (before, primary) = ha_testing::premium(&cluster, "t92").await?;
     let vars_before = cluster.lock().await.config_vars("t92").await?;
     let writer = Writer::start(cluster.clone(), &before.name, "t92");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer
+        .wait_acknowledged(
+            ACKNOWLEDGED_BEFORE_FAULT_MIN,
+            ACKNOWLEDGED_BEFORE_FAULT_TIMEOUT,
+        )
+        .await?;
 
     let standby = cluster
         .lock()

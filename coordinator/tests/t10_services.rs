@@ -43,6 +43,7 @@ async fn start(dir: &std::path::Path) -> Node {
         assert!(!task.is_finished(), "the node stopped: {:?}", task.await);
         if tokio::net::TcpStream::connect(&address).await.is_ok()
             && dir.join("admin-token").exists()
+            && dir.join("ca.pem").exists()
         {
             break;
         }

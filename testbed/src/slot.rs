@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -92,20 +92,47 @@ fn lock_path(index: u8) -> PathBuf {
 fn try_claim(index: u8) -> Result<Option<Slot>> {
     let path = lock_path(index);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        create_shared_dir(dir)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(Slot { index, _lock: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(err)) => {
             Err(err).with_context(|| format!("locking {}", path.display()))
         }
+    }
+}
+
+/// The slot directory is shared by every user's tests (root's and others'), like `/tmp` itself:
+/// world-writable with the sticky bit.
+fn create_shared_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+        .with_context(|| format!("making {} shared (mode 1777)", dir.display()))
+}
+
+/// A lock file another user created is opened read-only: `flock` needs no write access.
+fn open_lock_file(path: &Path) -> Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let created = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path);
+    match created {
+        Ok(file) => {
+            // Readable by every user, so theirs can lock it too (umask may have narrowed it).
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+            Ok(file)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => File::open(path)
+            .with_context(|| format!("opening {} read-only", path.display())),
+        Err(err) => Err(err).with_context(|| format!("opening {}", path.display())),
     }
 }
 

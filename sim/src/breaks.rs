@@ -13,15 +13,22 @@ pub enum Break {
     WindowZero,
     /// Agents never fence a primary.
     NoFencing,
+    /// Full stack only: every data-loss figure in the instance events becomes "0 bytes". It is
+    /// rewritten where the simulation records the events the Admin API listed
+    /// (`stack/clients.rs`), not in the coordinator: the only thing the simulation hands the
+    /// coordinator is its production config, and a config field that breaks the estimate would
+    /// ship in every build. The `losses-reported` invariant must catch it.
+    LossZero,
 }
 
 impl Break {
-    pub const ALL: [Break; 2] = [Break::WindowZero, Break::NoFencing];
+    pub const ALL: [Break; 3] = [Break::WindowZero, Break::NoFencing, Break::LossZero];
 
     pub fn name(self) -> &'static str {
         match self {
             Break::WindowZero => "window-zero",
             Break::NoFencing => "no-fencing",
+            Break::LossZero => "loss-zero",
         }
     }
 

@@ -33,7 +33,7 @@ enum Commands {
         /// Ticks (simulated seconds) to run; default: until the heal bound after the last fault.
         #[arg(long)]
         steps: Option<u64>,
-        /// Deliberately break a rule: window-zero, no-fencing.
+        /// Deliberately break a rule: window-zero, no-fencing (loss-zero acts on the full stack only).
         #[arg(long = "break")]
         breaks: Vec<String>,
         /// Print only the last LINES of the timeline.

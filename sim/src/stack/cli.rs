@@ -2,9 +2,9 @@
 //!
 //! ```text
 //!   kvs-sim stack run --seed N [--scenario NAME] [--faults K] [--instances N]
-//!                     [--break no-fencing] [--tail L]
+//!                     [--break no-fencing|loss-zero] [--tail L]
 //!   kvs-sim stack explore --seeds A..B [--jobs 2] [--scenario NAME|all] [--faults K]
-//!                     [--break no-fencing]
+//!                     [--break no-fencing|loss-zero]
 //!
 //! `explore` ends with the benchmark line: seeds per minute and simulated seconds per wall
 //! second (3 coordinators, 6 hosts).
@@ -35,7 +35,7 @@ pub enum StackCommand {
         faults: usize,
         #[arg(long, default_value_t = 1)]
         instances: usize,
-        /// Deliberately break a rule: no-fencing.
+        /// Deliberately break a rule: no-fencing, loss-zero.
         #[arg(long = "break")]
         breaks: Vec<String>,
         /// Print only the last LINES of the timeline.

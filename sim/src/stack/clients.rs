@@ -33,6 +33,8 @@ pub struct App {
     pub history: Arc<Mutex<History>>,
     /// app → where its first process's `REDIS_URL` points now.
     pub urls: Arc<Mutex<BTreeMap<String, SocketAddr>>>,
+    /// The deliberately broken rule `loss-zero`: every loss figure is recorded as 0 bytes.
+    pub loss_zero: bool,
 }
 
 /// How often each app process re-reads its config var.
@@ -140,7 +142,12 @@ async fn events(app: App) {
                 let mut history = lock(&app.history);
                 let seen = history.events.entry(name.clone()).or_default();
                 for event in listed.events {
-                    seen.insert((event.at_ms, event.message));
+                    let message = if app.loss_zero {
+                        super::loss_reports::zeroed(&event.message)
+                    } else {
+                        event.message
+                    };
+                    seen.insert((event.at_ms, message));
                 }
             }
         }

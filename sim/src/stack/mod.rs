@@ -23,6 +23,7 @@ mod fronts;
 mod history;
 mod hosts;
 mod invariants;
+mod loss_reports;
 mod net;
 mod probe;
 mod scenarios;
@@ -203,6 +204,7 @@ pub fn run(config: &StackConfig) -> anyhow::Result<StackOutcome> {
         instances: config.instances,
         history: history.clone(),
         urls: Default::default(),
+        loss_zero: config.breaks.has(Break::LossZero),
     };
     {
         let app = app.clone();

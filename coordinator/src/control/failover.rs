@@ -11,11 +11,13 @@
 //!     primary host confirmed down → BeginFailover to the best healthy standby (lag-gated)
 //!     primary crash-looping on a healthy host, standby in sync → BeginFailover
 //!     primary host healthy    → standby::maintain (place a missing standby, drop surplus ones)
+//!     last failover's old primary reported more than its estimate → correction::correct
 //! ```
 //!
 //! A crashed engine on a healthy host is left to its agent (rule 1); a silent agent on a
 //! reachable host is restarted over SSH (rule 2), never failed over.
 
+mod correction;
 mod progress;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,6 +134,7 @@ pub fn plan(
         }
     }
     for instance in state.instances.values() {
+        correction::correct(&mut tick, instance);
         if let Some(intent) = &instance.failover {
             progress::advance(&mut tick, instance, intent);
         } else if !unplanned_failover(&mut tick, instance) {
@@ -261,11 +264,36 @@ fn answer_reboot(tick: &mut Tick<'_>, instance: &Instance) {
         None => Command::ResumeAfterReboot {
             name: name.clone(),
             expected_epoch: instance.epoch,
-            reason: format!("{reason}; no standby in sync to take over"),
+            reason: format!(
+                "{reason}; no standby in sync to take over: estimated data loss {}",
+                resume_loss(tick, instance, before_reboot)
+            ),
             at_ms: tick.now_ms,
         },
     };
     tick.commit(command);
+}
+
+/// What a rebooted primary that resumes from its own data loses: the most any copy was last
+/// seen to hold at this epoch (the primary before the reboot, or a standby, which will resync
+/// from the primary) minus what its AOF kept. Unknown when this leader never saw the primary's
+/// offset before the reboot.
+fn resume_loss(tick: &Tick<'_>, instance: &Instance, before_reboot: Option<u64>) -> String {
+    let Some(before_reboot) = before_reboot else {
+        return "unknown (the offset before the reboot was never observed)".into();
+    };
+    let name = &instance.name;
+    let epoch = instance.epoch;
+    let standbys = instance
+        .standbys
+        .iter()
+        .filter_map(|s| tick.process_at(&s.host_id, name, epoch))
+        .map(|p| p.replication_offset);
+    let most = standbys.fold(before_reboot, u64::max);
+    let kept = tick
+        .process_at(&instance.primary.host_id, name, epoch)
+        .map_or(0, |p| p.replication_offset);
+    format!("{} bytes", most.saturating_sub(kept))
 }
 
 /// A standby that cannot take over now (its host is not healthy, or its engine is not running

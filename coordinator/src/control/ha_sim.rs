@@ -68,6 +68,7 @@ pub fn instance(primary_host: &str) -> Instance {
         standbys: Vec::new(),
         standby_required: true,
         failover: None,
+        last_failover: None,
     }
 }
 

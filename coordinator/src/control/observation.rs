@@ -176,10 +176,26 @@ impl HostLiveness {
     }
 }
 
+/// A process's reports as master at one epoch, kept after the process is demoted or gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterReport {
+    pub epoch: u64,
+    pub replication_offset: u64,
+}
+
 /// Every host's latest report.
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     pub hosts: BTreeMap<String, HostObservation>,
+    /// Derived by [`Observations::record`]: (host, instance) → the epoch of that host's last
+    /// report of the instance's process running as master, and the largest offset reported as
+    /// master at that epoch (a primary restarted after a reboot reports its shorter AOF's).
+    /// Kept when a later report shows the process demoted or gone: a failed-over primary whose
+    /// host returns reports what it had once, in its session's first message, and its agent
+    /// may demote or remove it before the leader's next tick; the loss estimate of that failover
+    /// is corrected from this (`failover::correction`). One entry per instance that ran as
+    /// master on the host while this node leads.
+    pub master_reports: BTreeMap<(String, String), MasterReport>,
 }
 
 impl Observations {
@@ -191,7 +207,34 @@ impl Observations {
             let before = previous.and_then(|h| h.processes.get(instance));
             process.carry_from(before, report.last_seen);
         }
+        for (instance, process) in &report.processes {
+            if !process.is_running_master() {
+                continue;
+            }
+            let key = (host_id.to_string(), instance.clone());
+            let mut last = MasterReport {
+                epoch: process.epoch,
+                replication_offset: process.replication_offset,
+            };
+            // At one epoch, the largest: a primary restarted after a reboot reports its AOF's.
+            if let Some(before) = self.master_reports.get(&key)
+                && before.epoch == last.epoch
+            {
+                last.replication_offset = last.replication_offset.max(before.replication_offset);
+            }
+            self.master_reports.insert(key, last);
+        }
         self.hosts.insert(host_id.to_string(), report);
+    }
+
+    /// The largest offset `host_id` reported for `instance` running as master at `epoch`, if its
+    /// last report as master was at `epoch`.
+    pub fn master_offset_at(&self, host_id: &str, instance: &str, epoch: u64) -> Option<u64> {
+        let key = (host_id.to_string(), instance.to_string());
+        self.master_reports
+            .get(&key)
+            .filter(|m| m.epoch == epoch)
+            .map(|m| m.replication_offset)
     }
 
     /// The latest report of `instance`'s process on `host_id`.

@@ -123,6 +123,7 @@ mod tests {
             standbys: Vec::new(),
             standby_required: false,
             failover: None,
+            last_failover: None,
         };
         s.apply(&Command::CreateInstance {
             instance,
@@ -149,6 +150,7 @@ mod tests {
         };
         Observations {
             hosts: BTreeMap::from([("h1".to_string(), host)]),
+            ..Observations::default()
         }
     }
 

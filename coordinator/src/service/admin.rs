@@ -101,6 +101,7 @@ impl AdminService {
             standbys: Vec::new(),
             standby_required: plan.standby,
             failover: None,
+            last_failover: None,
         };
         self.shared
             .submit(Command::CreateInstance {

@@ -83,6 +83,14 @@ pub enum Command {
         data_loss_bytes: Option<u64>,
         at_ms: i64,
     },
+    /// The old primary of the failover completed at `epoch` reported a larger offset at its old
+    /// epoch than the estimate used: `data_loss_bytes` replaces the reported loss.
+    CorrectDataLoss {
+        name: String,
+        epoch: u64,
+        data_loss_bytes: u64,
+        at_ms: i64,
+    },
     /// Gives up the failover in flight; the old primary stays primary.
     AbortFailover {
         name: String,
@@ -128,6 +136,7 @@ impl Command {
             Command::BeginFailover { .. } => "begin_failover",
             Command::OrderPromotion { .. } => "order_promotion",
             Command::CompleteFailover { .. } => "complete_failover",
+            Command::CorrectDataLoss { .. } => "correct_data_loss",
             Command::AbortFailover { .. } => "abort_failover",
             Command::RemoveStandby { .. } => "remove_standby",
             Command::ResumeAfterReboot { .. } => "resume_after_reboot",

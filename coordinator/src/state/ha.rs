@@ -5,7 +5,9 @@
 //!   BeginFailover(expected_epoch) ──► failover = intent { new_epoch: epoch + 1, .. }
 //!   OrderPromotion(new_epoch)     ──► intent.promotion_ordered (planned switchover only)
 //!   CompleteFailover(new_epoch)   ──► primary = target, old primary → standby, epoch = new_epoch,
-//!                                     every attached app's version + 1 (the URL rotated)
+//!                                     every attached app's version + 1 (the URL rotated),
+//!                                     last_failover = what its loss estimate was based on
+//!   CorrectDataLoss(epoch, bytes) ──► last_failover.data_loss_bytes = bytes (only upwards)
 //!   AbortFailover(new_epoch)      ──► failover = None (epoch = new_epoch + 1 if promotion ordered)
 //!   ResumeAfterReboot(expected)   ──► epoch + 1 (a rebooted primary serves again, no failover)
 //! ```
@@ -20,7 +22,7 @@
 
 use super::ClusterState;
 use super::command::{Applied, Command, CommandOutcome, Refusal};
-use super::model::{FailoverIntent, Instance, Placement};
+use super::model::{CompletedFailover, FailoverIntent, Instance, Placement};
 
 impl ClusterState {
     /// Applies one of the HA commands (the caller routes only those here).
@@ -70,6 +72,12 @@ impl ClusterState {
                 data_loss_bytes,
                 at_ms,
             } => self.complete_failover(name, *epoch, *data_loss_bytes, *at_ms),
+            Command::CorrectDataLoss {
+                name,
+                epoch,
+                data_loss_bytes,
+                at_ms,
+            } => self.correct_data_loss(name, *epoch, *data_loss_bytes, *at_ms),
             Command::AbortFailover {
                 name,
                 epoch,
@@ -282,6 +290,13 @@ impl ClusterState {
             })?;
         let new_primary = instance.standbys.remove(index);
         let old_primary = std::mem::replace(&mut instance.primary, new_primary);
+        instance.last_failover = Some(CompletedFailover {
+            epoch,
+            old_primary_host_id: old_primary.host_id.clone(),
+            old_epoch: instance.epoch,
+            target_offset: intent.target_offset,
+            data_loss_bytes,
+        });
         instance.standbys.insert(0, old_primary);
         instance.epoch = epoch;
         instance.failover = None;
@@ -299,6 +314,59 @@ impl ClusterState {
             "failover to host {} (zone {}), epoch {epoch}, estimated data loss {loss}",
             intent.target_host_id,
             self.zone_of(&intent.target_host_id)
+        );
+        self.push_event(name, at_ms, message);
+        Ok(Applied::Done)
+    }
+
+    /// A larger estimate of the last completed failover's loss, from what its old primary
+    /// reported at its old epoch. Refused unless it is about that failover and raises the
+    /// reported figure (an "unknown" figure is raised by any).
+    fn correct_data_loss(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        data_loss_bytes: u64,
+        at_ms: i64,
+    ) -> CommandOutcome {
+        let instance = self.instance(name)?;
+        let last = instance
+            .last_failover
+            .as_ref()
+            .ok_or_else(|| Refusal::FailoverStep {
+                instance: name.to_string(),
+                reason: "no completed failover to correct".into(),
+            })?;
+        if last.epoch != epoch {
+            return Err(Refusal::StaleEpoch {
+                instance: name.to_string(),
+                expected: epoch,
+                actual: last.epoch,
+            });
+        }
+        if last.data_loss_bytes.is_some_and(|b| b >= data_loss_bytes) {
+            return Err(Refusal::FailoverStep {
+                instance: name.to_string(),
+                reason: format!(
+                    "the reported loss is already {} bytes",
+                    last.data_loss_bytes.unwrap_or(0)
+                ),
+            });
+        }
+        let why = match last.data_loss_bytes {
+            Some(_) => "took writes after the last report of it",
+            None => "reported the offset it had",
+        };
+        let old_host = last.old_primary_host_id.clone();
+        let last = self
+            .instance_mut(name)
+            .last_failover
+            .as_mut()
+            .expect("checked above");
+        last.data_loss_bytes = Some(data_loss_bytes);
+        let message = format!(
+            "failover at epoch {epoch}: corrected estimate of data loss {data_loss_bytes} bytes \
+             (the old primary on host {old_host} {why})"
         );
         self.push_event(name, at_ms, message);
         Ok(Applied::Done)

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub use command::{Applied, Command, CommandOutcome, Refusal};
 pub use model::{
-    App, ClusterInfo, CoordinatorNode, Credentials, Event, FailoverIntent, Host, Instance,
-    InstanceStatus, Placement, TUNNEL_PORT_OFFSET,
+    App, ClusterInfo, CompletedFailover, CoordinatorNode, Credentials, Event, FailoverIntent, Host,
+    Instance, InstanceStatus, Placement, TUNNEL_PORT_OFFSET,
 };
 
 /// Events kept per instance; older ones are dropped first.
@@ -106,6 +106,7 @@ impl ClusterState {
             | Command::BeginFailover { .. }
             | Command::OrderPromotion { .. }
             | Command::CompleteFailover { .. }
+            | Command::CorrectDataLoss { .. }
             | Command::AbortFailover { .. }
             | Command::RemoveStandby { .. }
             | Command::ResumeAfterReboot { .. }

@@ -135,6 +135,10 @@ pub struct Instance {
     /// The failover in flight, if any (at most one per instance).
     #[serde(default)]
     pub failover: Option<FailoverIntent>,
+    /// The last completed failover, kept so its loss estimate can be corrected when the old
+    /// primary returns and reports what it really had (`control::failover::correction`).
+    #[serde(default)]
+    pub last_failover: Option<CompletedFailover>,
 }
 
 /// A failover (or planned switchover) committed but not yet completed.
@@ -172,6 +176,27 @@ pub struct FailoverIntent {
     pub target_offset: Option<u64>,
     pub started_at_ms: i64,
     pub reason: String,
+}
+
+/// What the loss estimate of a completed failover was based on, and what was reported.
+///
+/// The estimate at completion is `primary_offset − target_offset`, with the old primary's offset
+/// as the deciding leader last saw it. The old primary may have taken writes after that report
+/// (it is cut off from the coordinators, not from its clients, until it fences itself); when its
+/// host returns, its agent reports the offset it had at `old_epoch` before it is demoted or
+/// removed, and the policy records a corrected estimate if that one is larger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedFailover {
+    /// The epoch the failover completed at (the new primary's).
+    pub epoch: u64,
+    /// Where the old primary ran, and the epoch it served at.
+    pub old_primary_host_id: String,
+    pub old_epoch: u64,
+    /// The new primary's offset when it was chosen (unplanned) or caught up (planned): its data
+    /// is the old primary's up to here. `None`: unknown, no correction is possible.
+    pub target_offset: Option<u64>,
+    /// The loss reported so far (at completion, then by corrections); `None`: "unknown".
+    pub data_loss_bytes: Option<u64>,
 }
 
 /// An app and its config vars.

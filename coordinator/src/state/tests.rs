@@ -46,6 +46,7 @@ fn instance(name: &str, front_port: u16) -> Instance {
         standbys: Vec::new(),
         standby_required: false,
         failover: None,
+        last_failover: None,
     }
 }
 

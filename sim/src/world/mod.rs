@@ -352,6 +352,7 @@ fn premium_instance(name: &str, choice: placement::Choice) -> Instance {
         standbys: Vec::new(),
         standby_required: true,
         failover: None,
+        last_failover: None,
     }
 }
 
@@ -395,6 +396,14 @@ fn describe(command: &Command) -> Option<String> {
         } => format!(
             "{name} failover complete at epoch {epoch}, estimated loss {}",
             data_loss_bytes.map_or("unknown".into(), |b| format!("{b} B"))
+        ),
+        Command::CorrectDataLoss {
+            name,
+            epoch,
+            data_loss_bytes,
+            ..
+        } => format!(
+            "{name} failover at epoch {epoch}: estimated loss corrected to {data_loss_bytes} B"
         ),
         Command::AbortFailover {
             name,

@@ -9,7 +9,8 @@
 //!       target offset ≥ primary offset, both at the current epoch → OrderPromotion
 //!     allow_data_loss and the primary host not healthy            → OrderPromotion
 //!   promotion ordered:
-//!     target running as master at new_epoch → CompleteFailover (loss = primary − target offset)
+//!     target running as master at new_epoch → CompleteFailover (loss = primary − target offset,
+//!       the primary's offset the larger of the intent's and its last report as master since)
 //!     promotion_timeout passed and the target cannot take writes (reports not master, or silent
 //!       for fence_after + slack: fenced had it promoted) → AbortFailover (the epoch is burnt),
 //!       unless the old primary came back short of what it had acknowledged (a reboot) and the
@@ -51,7 +52,15 @@ fn await_promotion(tick: &mut Tick<'_>, instance: &Instance, intent: &FailoverIn
         .process_at(target, &instance.name, intent.new_epoch)
         .filter(|p| p.is_running_master());
     if promoted.is_some() {
-        let data_loss_bytes = match (intent.primary_offset, intent.target_offset) {
+        // The old primary may have reported a larger offset since the intent began (its host
+        // returned mid-failover): the estimate uses the larger one.
+        let reported_since = tick.observations.master_offset_at(
+            &instance.primary.host_id,
+            &instance.name,
+            instance.epoch,
+        );
+        let primary_offset = intent.primary_offset.max(reported_since);
+        let data_loss_bytes = match (primary_offset, intent.target_offset) {
             (Some(primary), Some(target)) => Some(primary.saturating_sub(target)),
             _ => None,
         };

@@ -6,8 +6,8 @@ use std::time::Duration;
 use kvs_proto::model::Role;
 
 use super::*;
-use crate::control::ha_sim::{NAME, Sim, cluster, cluster_without_standby, commit_kinds};
-use crate::control::{desired, ha_status};
+use crate::control::ha_sim::{NAME, Sim, cluster, cluster_without_standby, commit_kinds, running};
+use crate::control::{HostObservation, desired, ha_status};
 
 /// The simulated cluster after 30 s of normal operation (standby in sync).
 fn warm(step_seconds: u64) -> Sim {
@@ -232,6 +232,80 @@ fn t22_returning_host_rejoins_as_standby_at_the_new_epoch() {
     assert_eq!((report.role.as_str(), report.epoch), ("slave", 2));
     let status = ha_status::of(sim.instance(), &sim.observations, sim.now, &sim.config);
     assert_eq!(status, ha_status::HaStatus::Available);
+}
+
+/// A host's report of one process of the instance, as its agent's session sends it.
+fn report_of(sim: &Sim, process: ProcessObservation) -> HostObservation {
+    HostObservation {
+        last_seen: sim.now,
+        last_seen_ms: sim.now_ms(),
+        memory_total_bytes: 1 << 30,
+        memory_available_bytes: 1 << 29,
+        load_avg_1m: 0.0,
+        engines: vec![],
+        processes: BTreeMap::from([(NAME.to_string(), process)]),
+        desired_version: 0,
+    }
+}
+
+#[test]
+fn t26_an_old_primary_that_took_writes_after_its_last_report_corrects_the_loss_estimate() {
+    // Found by kvs-sim stack (`losses-reported` checking the figures): a primary cut off from
+    // the coordinators and its standby, not from its clients, takes writes until it fences
+    // itself, after the leader's last report of it; the estimate counted only up to that report.
+    let mut sim = warm(5);
+    sim.lag.insert("hb".into(), 500);
+    sim.run(10);
+    sim.down.insert("ha".into());
+    sim.down.insert("hc".into()); // ha stays the standby placement, as in t22
+    sim.run(200);
+    assert_eq!(sim.instance().epoch, 2);
+    assert!(
+        sim.events().contains(
+            &"failover to host hb (zone b), epoch 2, estimated data loss 500 bytes".into()
+        )
+    );
+    // The host returns. Its session's first report still shows the old process as master at
+    // epoch 1, 3,000 bytes past the last report; the very next one (this step's) shows it
+    // demoted before the leader ticks.
+    let had = sim.offsets["ha"] + 3_000;
+    let first = report_of(&sim, running(1, "master", had, ""));
+    sim.observations.record("ha", first);
+    sim.down.remove("ha");
+    let actions = sim.run(5);
+    assert_eq!(commit_kinds(&actions), ["correct_data_loss"], "{actions:?}");
+    let report = sim.observations.process("ha", NAME).unwrap();
+    assert_eq!((report.role.as_str(), report.epoch), ("slave", 2));
+    assert_eq!(
+        sim.events().last().unwrap(),
+        "failover at epoch 2: corrected estimate of data loss 3500 bytes (the old primary on \
+         host ha took writes after the last report of it)"
+    );
+    let later = sim.run(60);
+    assert_eq!(count(&later, "correct_data_loss"), 0, "corrected once");
+}
+
+#[test]
+fn t27_an_unknown_estimate_is_corrected_once_the_old_primary_reports() {
+    // As t41: this leader never saw the primary, so the loss was "unknown". The old primary
+    // returns after its placement was replaced (removed): its first report is all it says.
+    let mut sim = Sim::new(cluster());
+    let standby = sim.instance().standbys[0].host_id.clone();
+    let synced = crate::control::ha_sim::INITIAL_PRIMARY_OFFSET;
+    sim.offsets.insert(standby, synced);
+    sim.down.insert("ha".into());
+    sim.run(300);
+    assert!(sim.instance().standbys.iter().all(|s| s.host_id != "ha"));
+    let first = report_of(&sim, running(1, "master", synced + 700, ""));
+    sim.observations.record("ha", first);
+    sim.down.remove("ha");
+    let actions = sim.run(5);
+    assert_eq!(count(&actions, "correct_data_loss"), 1, "{actions:?}");
+    assert!(sim.observations.process("ha", NAME).is_none(), "removed");
+    assert!(sim.events().last().unwrap().starts_with(
+        "failover at epoch 2: corrected estimate of data loss 700 bytes (the old primary on \
+             host ha reported the offset it had)"
+    ));
 }
 
 #[test]

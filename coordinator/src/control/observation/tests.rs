@@ -81,6 +81,37 @@ fn master_offset_is_kept_while_the_engine_is_down() {
 }
 
 #[test]
+fn the_last_master_report_outlives_a_demotion_and_a_removal() {
+    let mut o = Observations::default();
+    let master = |epoch, offset| ProcessObservation {
+        replication_offset: offset,
+        ..ProcessObservation::new(epoch, ProcessStatus::Running, "master")
+    };
+    o.record("h", report(10, master(1, 500)));
+    o.record("h", report(11, master(1, 800)));
+    o.record("h", report(12, master(1, 600)));
+    assert_eq!(
+        o.master_offset_at("h", "i", 1),
+        Some(800),
+        "restarted short: the largest"
+    );
+    o.record("h", report(12, replica("up", 0)));
+    assert_eq!(o.master_offset_at("h", "i", 1), Some(800), "demoted: kept");
+    let mut gone = report(13, replica("up", 0));
+    gone.processes.clear();
+    o.record("h", gone);
+    assert_eq!(o.master_offset_at("h", "i", 1), Some(800), "removed: kept");
+    assert_eq!(o.master_offset_at("h", "i", 2), None, "another epoch");
+    assert_eq!(o.master_offset_at("g", "i", 1), None, "another host");
+    o.record("h", report(14, master(3, 100)));
+    assert_eq!(
+        o.master_offset_at("h", "i", 1),
+        None,
+        "a newer epoch replaces it"
+    );
+}
+
+#[test]
 fn probes_track_failing_since_and_ignore_late_results() {
     let mut p = ProbeObservations::default();
     let at = Duration::from_secs;

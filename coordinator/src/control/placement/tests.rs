@@ -62,6 +62,7 @@ fn put(s: &mut ClusterState, name: &str, host_id: &str, front_port: u16, memory:
         standbys: Vec::new(),
         standby_required: false,
         failover: None,
+        last_failover: None,
     };
     s.apply(&Command::CreateInstance {
         instance,

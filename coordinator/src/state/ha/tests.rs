@@ -220,6 +220,58 @@ fn completion_swaps_roles_rotates_urls_and_records_the_loss() {
 }
 
 #[test]
+fn a_completed_failover_s_loss_is_corrected_only_upwards_and_only_for_it() {
+    let correct = |epoch, data_loss_bytes| Command::CorrectDataLoss {
+        name: NAME.into(),
+        epoch,
+        data_loss_bytes,
+        at_ms: 5,
+    };
+    let mut state = cluster();
+    let none = Refusal::FailoverStep {
+        instance: NAME.into(),
+        reason: "no completed failover to correct".into(),
+    };
+    refused(&mut state, correct(2, 900), none);
+    state.apply(&begin(1, "hb", false)).unwrap();
+    state.apply(&complete(2)).unwrap();
+    let last = state.instances[NAME].last_failover.clone().unwrap();
+    assert_eq!(
+        (
+            last.old_primary_host_id.as_str(),
+            last.old_epoch,
+            last.target_offset,
+            last.data_loss_bytes
+        ),
+        ("ha", 1, Some(1_000), Some(500))
+    );
+    refused(
+        &mut state,
+        correct(3, 900),
+        Refusal::StaleEpoch {
+            instance: NAME.into(),
+            expected: 3,
+            actual: 2,
+        },
+    );
+    let not_more = Refusal::FailoverStep {
+        instance: NAME.into(),
+        reason: "the reported loss is already 500 bytes".into(),
+    };
+    refused(&mut state, correct(2, 500), not_more);
+    let version = state.desired_version;
+    state.apply(&correct(2, 900)).unwrap();
+    assert_eq!(state.desired_version, version, "no agent is told anything");
+    let last = state.instances[NAME].last_failover.as_ref().unwrap();
+    assert_eq!(last.data_loss_bytes, Some(900));
+    assert_eq!(
+        state.events[NAME].back().unwrap().message,
+        "failover at epoch 2: corrected estimate of data loss 900 bytes (the old primary on host \
+         ha took writes after the last report of it)"
+    );
+}
+
+#[test]
 fn an_aborted_promotion_burns_its_epoch() {
     let mut state = cluster();
     state.apply(&begin(1, "hb", false)).unwrap();

@@ -1,5 +1,5 @@
 //! The full-stack simulation (real coordinators and agents on turmoil): determinism is checked,
-//! one fixed seed per scenario holds every invariant, and a deliberately broken rule is caught.
+//! one fixed seed per scenario holds every invariant, and deliberately broken rules are caught.
 
 use kvs_sim::breaks::{Break, Breaks};
 use kvs_sim::scenario::Scenario;
@@ -69,6 +69,11 @@ scenario_holds! {
     // A host that was primary, then standby, legitimately becomes the writer again at a higher
     // epoch (the single-writer rule once flagged it).
     writer_returns_at_a_higher_epoch_holds: Scenario::Random, 934;
+    // Bug J: a primary cut off from the coordinators and its standby (not from its clients) took
+    // writes after the leader's last report of it, until it fenced itself; the loss estimate
+    // missed them until the old primary's return corrected it (`losses-reported`).
+    cut_off_primary_loss_corrected_holds: Scenario::LeaderLostMidFailover, 5;
+    cut_off_primary_loss_corrected_random_holds: Scenario::Random, 295;
 }
 
 /// Without fencing, a primary cut off from the coordinators and its standby (but not from its
@@ -95,6 +100,32 @@ fn disabled_fencing_is_caught() {
         "no seed of 0..4 caught a split brain with fencing disabled"
     );
     for seed in caught {
+        holds(&run(&config(seed, Scenario::LeaderLostMidFailover)).expect("run"));
+    }
+}
+
+/// With every data-loss figure recorded as 0 bytes, a primary cut off from the coordinators and
+/// its standby but not from its clients loses the writes it took until it fenced itself, and no
+/// event says how many: the losses-reported invariant catches it (seeds found by `kvs-sim stack
+/// explore --seeds 0..300 --break loss-zero`), and the same seeds hold with the figures as the
+/// coordinator wrote them.
+#[test]
+fn zeroed_loss_figures_are_caught() {
+    let broken = Breaks::of(&[Break::LossZero]);
+    for seed in [14, 32] {
+        let outcome = run(&StackConfig {
+            breaks: broken.clone(),
+            ..config(seed, Scenario::LeaderLostMidFailover)
+        })
+        .expect("run");
+        assert!(
+            outcome
+                .violations
+                .iter()
+                .any(|v| v.invariant == "losses-reported"),
+            "seed {seed}: losses-reported did not catch the zeroed figures: {:?}",
+            outcome.violations
+        );
         holds(&run(&config(seed, Scenario::LeaderLostMidFailover)).expect("run"));
     }
 }

@@ -140,14 +140,18 @@ async fn events(app: App) {
             .await;
             if let Some(listed) = listed {
                 let mut history = lock(&app.history);
-                let seen = history.events.entry(name.clone()).or_default();
                 for event in listed.events {
                     let message = if app.loss_zero {
                         super::loss_reports::zeroed(&event.message)
                     } else {
                         event.message
                     };
-                    seen.insert((event.at_ms, message));
+                    let seen = history.events.entry(name.clone()).or_default();
+                    // Loss reports go to the timeline too (when a run is read, they explain it).
+                    let loss = super::loss_reports::figure(&message).is_some();
+                    if seen.insert((event.at_ms, message.clone())) && loss {
+                        history.note("app", format!("event {name}: {message}"));
+                    }
                 }
             }
         }

@@ -130,8 +130,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
             let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
             Ok(file)
         }
-        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => File::open(path)
-            .with_context(|| format!("opening {} read-only", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(path).with_context(|| format!("opening {} read-only", path.display()))
+        }
         Err(err) => Err(err).with_context(|| format!("opening {}", path.display())),
     }
 }

@@ -296,12 +296,30 @@ fn uses_dir(pid: u32, dir: &Path) -> bool {
     if holds {
         return true;
     }
+    // Arguments are read as that process would (relative to its cwd), lexically: resolving
+    // them here would follow `/proc/self` and `/dev/fd/N` into this process, not that one.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     cmdline
         .split(|&b| b == 0)
         .filter(|arg| !arg.is_empty())
-        .map(|arg| cwd.join(String::from_utf8_lossy(arg).as_ref()))
-        .any(|path| path.canonicalize().is_ok_and(|p| p.starts_with(dir)))
+        .map(|arg| lexical(&cwd.join(String::from_utf8_lossy(arg).as_ref())))
+        .any(|path| path.starts_with(dir))
+}
+
+/// `path` with `.` and `..` resolved without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Kills, by PID, every process working inside `dir` (a testbed-owned cluster directory).

@@ -1,20 +1,27 @@
 //! Fencing and paused writes: pure decisions (sans-IO), driven by the runtime with `now`.
 //!
-//! DESIGN §4 rule 5: a primary that has a standby (`fence_after_seconds = Some(s)`) is fenced
-//! when the agent has had no coordinator session for `s` seconds without a break AND the engine
-//! has no replica connected (`connected_slaves == 0`). The clock is the coordinator's absence
-//! only: a replica that stays connected keeps the primary serving, but does not restart the clock.
-//! Once fenced, a primary stays fenced until the coordinator session is back; a replica that
-//! reconnects does not lift the fence, because the coordinators may be promoting that very
-//! standby with evidence a few seconds old, and the old primary cannot know. A coordinator
-//! session resets the clock and unfences at once. (Found by the simulation: with the fence lifted
-//! by a reconnecting replica, the old primary took writes next to the newly promoted one.)
-//! Instances with `fence_after_seconds = None` are never fenced.
+//! DESIGN §4 rule 5 and §9 (fencing budget): a primary that has a standby
+//! (`fence_after_seconds = Some(s)`) is fenced when the agent has heard neither the coordinator
+//! leader nor any replica for `s` seconds. Both are timestamps of the agent's own clock: the last
+//! message of the coordinator session (the leader sends a heartbeat every 500 ms while a quorum
+//! of its peers answers it), and the last bytes a replica's tunnel sent (a replica sends
+//! `REPLCONF ACK` every second). So an isolated primary stops taking writes `s` seconds after the
+//! last word from either side (2 s by default), not after timeouts have noticed the loss.
+//!
+//! Once fenced, a primary stays fenced until the coordinator is heard again after the fence: a
+//! replica that reconnects does not lift it, because the coordinators may be promoting that very
+//! standby with evidence a few seconds old, and the old primary cannot know (found by the
+//! simulation: with the fence lifted by a reconnecting replica, the old primary took writes next
+//! to the newly promoted one). The session drops a silent coordinator before any fence can fall
+//! (`report::SILENT_SESSION` < the smallest `fence_after`), so what lifts a fence is always the
+//! first message of a new session: the desired state as of now, applied before it counts as
+//! heard. Instances with `fence_after_seconds = None` are never fenced. Why these timings: decision
+//! 0007.
 //!
 //! One exception to the clock: a primary whose spec comes from the local cache (the agent
-//! restarted and the coordinator has not answered since) is fenced at once when it has no replica: the
-//! agent cannot know how long it has already been cut off, and a host returning after a failover
-//! must never serve its stale data as primary.
+//! restarted and the coordinator has not answered since) is fenced at once when no replica was
+//! heard within `s`: the agent cannot know how long it has already been cut off, and a host
+//! returning after a failover must never serve its stale data as primary.
 //!
 //! Another: a primary whose engine started from disk after its host rebooted (`after_reboot`) is
 //! fenced whatever the coordinator: with `appendfsync everysec` its AOF may miss the last second
@@ -23,7 +30,7 @@
 //! higher epoch for the same primary (found by kvs-sim: bug C).
 //!
 //! ```text
-//!   now, coordinator_connected, [FenceInput] ──Fencing::update──► fenced set
+//!   now, coordinator last heard, [FenceInput] ──Fencing::update──► fenced set
 //!   fenced set + pause_writes + live engines ──WritePauses::poll──► [CLIENT PAUSE / UNPAUSE]
 //! ```
 
@@ -42,8 +49,9 @@ pub struct FenceInput {
     pub instance: String,
     /// `fence_after_seconds` of its desired spec; `None`: never fence.
     pub fence_after: Option<Duration>,
-    /// INFO `connected_slaves > 0` (last known).
-    pub replica_connected: bool,
+    /// When a replica was last heard (bytes from its replication tunnel), on the agent's clock;
+    /// `None`: not since the agent started.
+    pub replica_heard: Option<Duration>,
     /// The spec comes from the local cache, not (yet) from the coordinator.
     pub from_cache: bool,
     /// The engine started from disk after its host rebooted, at the epoch it still has: its AOF
@@ -52,14 +60,19 @@ pub struct FenceInput {
     pub after_reboot: bool,
 }
 
-/// Since when the coordinator session is gone, and which primaries are exposed and fenced.
+/// Which primaries are fenced (since when) and when the exposed ones are due.
 #[derive(Debug, Clone, Default)]
 pub struct Fencing {
-    /// When the coordinator session was last lost (`None` while connected).
-    coordinator_lost_since: Option<Duration>,
-    /// instance → fence after, for the primaries without a replica right now.
-    exposed: BTreeMap<String, Duration>,
+    /// instance → when it is due to be fenced, for the primaries not fenced yet.
+    deadlines: BTreeMap<String, Duration>,
+    /// instance → when it was fenced.
+    fenced_at: BTreeMap<String, Duration>,
     fenced: BTreeSet<String>,
+}
+
+/// `heard` is more than `after` ago (or never).
+fn silent(now: Duration, heard: Option<Duration>, after: Duration) -> bool {
+    heard.is_none_or(|at| now.saturating_sub(at) >= after)
 }
 
 impl Fencing {
@@ -67,44 +80,45 @@ impl Fencing {
         Self::default()
     }
 
-    /// Updates the clocks with the evidence at `now` and returns the fenced instances. Instances
-    /// not in `inputs` are forgotten (not fenced).
+    /// Decides with the evidence at `now` (`coordinator_heard`: the last message of the
+    /// coordinator session, `None` if none this run) and returns the fenced instances.
+    /// Instances not in `inputs` are forgotten (not fenced).
     pub fn update(
         &mut self,
         now: Duration,
-        coordinator_connected: bool,
+        coordinator_heard: Option<Duration>,
         inputs: impl IntoIterator<Item = FenceInput>,
     ) -> &BTreeSet<String> {
-        let mut exposed = BTreeMap::new();
-        let mut fenced = BTreeSet::new();
-        self.coordinator_lost_since = if coordinator_connected {
-            None
-        } else {
-            Some(self.coordinator_lost_since.unwrap_or(now))
-        };
-        let lost_since = self.coordinator_lost_since;
+        let mut deadlines = BTreeMap::new();
+        let mut fenced_at = BTreeMap::new();
         for input in inputs {
-            if input.after_reboot && input.fence_after.is_some() {
-                fenced.insert(input.instance.clone());
-                continue;
-            }
-            let (Some(after), Some(since)) = (input.fence_after, lost_since) else {
+            let Some(after) = input.fence_after else {
                 continue;
             };
-            if self.fenced.contains(&input.instance) {
-                fenced.insert(input.instance.clone()); // only the coordinator lifts a fence
+            if input.after_reboot {
+                fenced_at.insert(input.instance, now);
                 continue;
             }
-            if input.replica_connected {
+            if let Some(&at) = self.fenced_at.get(&input.instance)
+                && !coordinator_heard.is_some_and(|heard| heard > at)
+            {
+                fenced_at.insert(input.instance, at); // only the coordinator lifts a fence
                 continue;
             }
-            if input.from_cache || now.saturating_sub(since) >= after {
-                fenced.insert(input.instance.clone());
+            let coordinator_silent = silent(now, coordinator_heard, after);
+            let replica_silent = silent(now, input.replica_heard, after);
+            if coordinator_silent && replica_silent {
+                fenced_at.insert(input.instance, now);
+            } else if input.from_cache && replica_silent {
+                fenced_at.insert(input.instance, now);
+            } else {
+                let last_word = coordinator_heard.max(input.replica_heard).unwrap_or(now);
+                deadlines.insert(input.instance, last_word + after);
             }
-            exposed.insert(input.instance, after);
         }
-        self.exposed = exposed;
-        self.fenced = fenced;
+        self.fenced = fenced_at.keys().cloned().collect();
+        self.fenced_at = fenced_at;
+        self.deadlines = deadlines;
         &self.fenced
     }
 
@@ -113,13 +127,9 @@ impl Fencing {
         &self.fenced
     }
 
-    /// When the next exposed primary is due to be fenced, for the shell's timer.
+    /// When the next exposed primary is due to be fenced (if nothing is heard meanwhile), for
+    /// the shell's timer.
     pub fn next_deadline(&self) -> Option<Duration> {
-        let since = self.coordinator_lost_since?;
-        self.exposed
-            .iter()
-            .filter(|(name, _)| !self.fenced.contains(*name))
-            .map(|(_, after)| since + *after)
-            .min()
+        self.deadlines.values().min().copied()
     }
 }

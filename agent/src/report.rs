@@ -11,8 +11,12 @@
 //!        Again at once when a session ends; with backoff when nobody accepted
 //! ```
 //!
-//! The runtime is told whether the session is up (`RuntimeHandle::set_coordinator_connected`):
-//! fencing (DESIGN §4 rule 5) counts how long it has been down.
+//! The runtime is told each time the leader is heard (`RuntimeHandle::coordinator_heard`): the
+//! leader sends its desired state and, every 500 ms while a quorum answers it, a heartbeat.
+//! Fencing (DESIGN §4 rule 5) counts the time since the last word. A session silent for
+//! [`SILENT_SESSION`] is dropped and the leader searched again over fresh connections (a stale
+//! TCP connection retransmits slowly after a partition heals); while a primary here is fenced, the
+//! search is relaunched every [`FENCED_RELAUNCH`], so the fence lifts within a second of a heal.
 //!
 //! Every `Desired` is validated process by process (`DesiredProcess::try_from`); an invalid one is
 //! logged and replaced by its last valid spec (or skipped if there is none) so a bad message can
@@ -47,6 +51,18 @@ pub use register::register;
 /// Connecting to a coordinator must finish within this (TCP and TLS; a cut-off node never answers,
 /// and the other nodes are asked at the same time).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A session with no message (desired state or heartbeat) for this long is dropped. Below the
+/// smallest `fence_after` (2 s): a fence is lifted by a new session's first message only.
+pub const SILENT_SESSION: Duration = Duration::from_millis(1_500);
+/// While a primary here is fenced, a new round of session attempts starts this often (the
+/// earlier ones keep trying), so a heal is noticed within this plus a round trip.
+const FENCED_RELAUNCH: Duration = Duration::from_millis(250);
+/// Attempts in flight at once in one search (relaunched rounds included).
+const ATTEMPTS_IN_FLIGHT_MAX: usize = 24;
+/// A search that keeps relaunching (fenced) reports its failures and starts over after this.
+const FENCED_SEARCH_MAX: Duration = Duration::from_secs(10);
+/// Failures kept for the log line of one search.
+const SEARCH_ERRORS_MAX: usize = 8;
 /// The Session call must be answered (accepted, or refused with the leader's address) within this.
 const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// A session shorter than this does not reset the backoff (a node that accepts, then steps down).
@@ -82,6 +98,8 @@ pub enum ReportError {
     Status(#[from] tonic::Status),
     #[error("the coordinator closed the session")]
     Closed,
+    #[error("no message from the coordinator for {0:?} (no heartbeat: it lost its quorum, or the network is cut)")]
+    Silent(Duration),
     #[error("invalid registration response: {0}")]
     BadResponse(String),
 }
@@ -248,7 +266,8 @@ pub async fn session_loop(
             catalog,
             &mut system,
         );
-        let search = open_any(&config.coordinators, &tls, first, dial);
+        let fenced = || runtime.observed().borrow().processes.iter().any(|p| p.fenced);
+        let search = open_any(&config.coordinators, &tls, first, dial, &fenced);
         let found = tokio::select! {
             _ = cancel.cancelled() => return,
             found = search => found,
@@ -256,7 +275,6 @@ pub async fn session_loop(
         let healthy = match found {
             Ok(open) => {
                 let endpoint = open.endpoint.clone();
-                runtime.set_coordinator_connected(true);
                 tracing::info!(%endpoint, host_id = %identity.host_id, "coordinator session open");
                 let opened_at = tokio::time::Instant::now();
                 let mut session = Session {
@@ -268,7 +286,6 @@ pub async fn session_loop(
                     system: &mut system,
                 };
                 let result = session.run(open, cancel).await;
-                runtime.set_coordinator_connected(false);
                 match result {
                     Ok(()) => return,
                     Err(error) => tracing::warn!(
@@ -286,6 +303,9 @@ pub async fn session_loop(
         if healthy {
             backoff = RECONNECT_BACKOFF_MIN;
             continue;
+        }
+        if fenced() {
+            backoff = RECONNECT_BACKOFF_MIN; // a fenced primary waits for the coordinator
         }
         tracing::info!(retry_in = ?backoff, "waiting before looking for the leader again");
         tokio::select! {
@@ -306,16 +326,19 @@ struct OpenSession {
 }
 
 /// Opens a session with every endpoint at once and keeps the first one accepted; a node that
-/// names another leader (not yet tried) is asked too. The other attempts are dropped (a node that
-/// accepted late sees its stream close). Err: why each one failed.
+/// names another leader (not yet tried) is asked too. While `fenced()` holds, another round of
+/// attempts starts every [`FENCED_RELAUNCH`] (the earlier ones keep waiting for their SYN
+/// retransmits). The other attempts are dropped (a node that accepted late sees its stream
+/// close). Err: why attempts failed (the last few).
 async fn open_any(
     endpoints: &[String],
     tls: &ClientTlsConfig,
     first: pb::AgentMessage,
     dial: &Dial,
+    fenced: &dyn Fn() -> bool,
 ) -> Result<OpenSession, Vec<String>> {
     let mut attempts = tokio::task::JoinSet::new();
-    let mut tried = BTreeSet::new();
+    let mut redirects = BTreeSet::new();
     let spawn = |attempts: &mut tokio::task::JoinSet<_>, endpoint: String| {
         let (tls, first, dial) = (tls.clone(), first.clone(), dial.clone());
         attempts.spawn(async move {
@@ -323,30 +346,52 @@ async fn open_any(
             (endpoint, opened)
         });
     };
-    for endpoint in endpoints {
-        if tried.insert(endpoint.clone()) {
-            spawn(&mut attempts, endpoint.clone());
+    let round = |attempts: &mut tokio::task::JoinSet<_>| {
+        for endpoint in endpoints.iter().collect::<BTreeSet<_>>() {
+            if attempts.len() < ATTEMPTS_IN_FLIGHT_MAX {
+                spawn(attempts, endpoint.clone());
+            }
         }
-    }
-    let mut errors = Vec::new();
-    while let Some(joined) = attempts.join_next().await {
-        match joined {
-            Ok((_, Ok(open))) => return Ok(open),
-            Ok((endpoint, Err(error))) => {
-                let redirect = error.leader();
-                errors.push(format!("{endpoint}: {error}"));
-                if let Some(leader) = redirect
-                    && tried.len() < endpoints.len() + MAX_REDIRECTS
-                    && tried.insert(leader.clone())
-                {
-                    tracing::info!(%leader, by = %endpoint, "following the coordinator leader");
-                    spawn(&mut attempts, leader);
+    };
+    round(&mut attempts);
+    let mut relaunch = tokio::time::interval(FENCED_RELAUNCH);
+    relaunch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    relaunch.reset();
+    let give_up = tokio::time::sleep(FENCED_SEARCH_MAX);
+    tokio::pin!(give_up);
+    let mut errors = std::collections::VecDeque::new();
+    loop {
+        tokio::select! {
+            Some(joined) = attempts.join_next(), if !attempts.is_empty() => match joined {
+                Ok((_, Ok(open))) => return Ok(open),
+                Ok((endpoint, Err(error))) => {
+                    let redirect = error.leader();
+                    if errors.len() == SEARCH_ERRORS_MAX {
+                        errors.pop_front();
+                    }
+                    errors.push_back(format!("{endpoint}: {error}"));
+                    if let Some(leader) = redirect
+                        && !endpoints.contains(&leader)
+                        && redirects.len() < MAX_REDIRECTS
+                        && redirects.insert(leader.clone())
+                    {
+                        tracing::info!(%leader, by = %endpoint, "following the coordinator leader");
+                        spawn(&mut attempts, leader);
+                    }
+                }
+                Err(error) => errors.push_back(format!("session attempt: {error}")),
+            },
+            _ = relaunch.tick() => {
+                if fenced() {
+                    round(&mut attempts);
                 }
             }
-            Err(error) => errors.push(format!("session attempt: {error}")),
+            _ = &mut give_up => return Err(errors.into()),
+        }
+        if attempts.is_empty() && !fenced() {
+            return Err(errors.into());
         }
     }
-    Err(errors)
 }
 
 /// Connects to `endpoint` and opens the Session stream, `first` as its first report.
@@ -398,6 +443,8 @@ impl Session<'_> {
         let mut observed = self.runtime.observed();
         observed.mark_unchanged();
         let mut tick = tokio::time::interval(self.config.report_interval);
+        let silent = tokio::time::sleep(SILENT_SESSION);
+        tokio::pin!(silent);
         loop {
             let send = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -406,11 +453,16 @@ impl Session<'_> {
                         Some(pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Desired(desired)) }) => {
                             self.apply(desired).await;
                         }
+                        Some(pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Heartbeat(_)) }) => {}
                         Some(_) => tracing::debug!("ignoring an empty coordinator message"),
                         None => return Err(ReportError::Closed),
                     }
+                    // Applied first, heard second (the runtime lifts a fence on this).
+                    self.runtime.coordinator_heard();
+                    silent.as_mut().reset(tokio::time::Instant::now() + SILENT_SESSION);
                     false
                 }
+                _ = &mut silent => return Err(ReportError::Silent(SILENT_SESSION)),
                 _ = tick.tick() => true,
                 changed = observed.changed() => changed.is_ok(),
             };

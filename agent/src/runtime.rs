@@ -9,8 +9,8 @@
 //!        ▲                                                             │            │
 //!        └───────────────────── spawned per Action ◄───────────────────┘◄── [Action]
 //!   loop ──watch──► ObservedState (statuses + INFO metrics) ──► report.rs / tests
-//!   RuntimeHandle::set_coordinator_connected ──watch──► loop ──► Fencing::update ──► fronts,
-//!                                                                 WritePauses ──► CLIENT PAUSE
+//!   RuntimeHandle::coordinator_heard ──watch──► loop ──► Fencing::update ──► fronts,
+//!   fronts: last bytes from a replica ──────────┘                  WritePauses ──► CLIENT PAUSE
 //! ```
 //!
 //! Fronts and tunnels are level-triggered from the desired processes (`links.rs`): every standby
@@ -83,8 +83,9 @@ struct Runtime {
     front_errors: BTreeMap<String, String>,
     tunnels: BTreeMap<String, Tunnel>,
     tunnel_errors: BTreeMap<String, String>,
-    /// The coordinator session is up (from report.rs through the handle).
-    coordinator_connected: bool,
+    /// When the coordinator leader was last heard, on `now`'s clock (from report.rs through the
+    /// handle).
+    coordinator_heard: Option<Duration>,
     /// The desired state came from the coordinator (not the local cache).
     desired_authoritative: bool,
     fencing: Fencing,
@@ -112,7 +113,7 @@ impl Runtime {
     async fn run(
         mut self,
         mut desired: watch::Receiver<Option<DesiredState>>,
-        mut coordinator: watch::Receiver<bool>,
+        mut coordinator: watch::Receiver<Option<Instant>>,
         mut events: mpsc::Receiver<Event>,
         cancel: CancellationToken,
     ) {
@@ -152,8 +153,17 @@ impl Runtime {
                 },
                 changed = coordinator.changed(), if shutdown_at.is_none() => match changed {
                     Ok(()) => {
-                        self.coordinator_connected = *coordinator.borrow_and_update();
-                        tracing::info!(connected = self.coordinator_connected, "coordinator session");
+                        // What the coordinator sent is applied before it counts as heard: a
+                        // fence is lifted with the desired state as of now, never a stale one.
+                        if desired.has_changed().unwrap_or(false) {
+                            let state = desired.borrow_and_update().clone();
+                            if let Some(state) = state {
+                                self.apply(state);
+                            }
+                        }
+                        let heard = *coordinator.borrow_and_update();
+                        self.coordinator_heard =
+                            heard.map(|at| at.saturating_duration_since(self.start));
                     }
                     Err(_) => cancel.cancel(),
                 },

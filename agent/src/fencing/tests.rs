@@ -13,60 +13,71 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn input(instance: &str, fence_after: Option<u64>, replica_connected: bool) -> FenceInput {
+fn input(instance: &str, fence_after: Option<u64>, replica_heard: Option<u64>) -> FenceInput {
     FenceInput {
         instance: instance.into(),
         fence_after: fence_after.map(secs),
-        replica_connected,
+        replica_heard: replica_heard.map(ms),
         from_cache: false,
         after_reboot: false,
     }
 }
 
-/// Each row: (now in ms, coordinator connected, replica connected, fenced afterwards).
-/// fence_after = 10 s; the coordinator is lost at 1 s.
+/// Each row: (now, coordinator last heard, replica last heard, fenced afterwards), in ms.
+/// fence_after = 2 s.
 #[test]
-fn fences_after_the_window_and_only_the_coordinator_resets_the_clock() {
-    let table: &[(u64, bool, bool, bool)] = &[
-        (0, true, true, false),
-        (1_000, false, false, false),  // coordinator lost from here
-        (10_000, false, false, false), // s - 1
-        (10_999, false, false, false),
-        (11_000, false, false, true),  // exactly s: fenced
-        (12_000, false, false, true),  // s + 1
-        (12_500, true, false, false),  // the coordinator comes back: unfenced at once
-        (13_000, false, false, false), // lost again, clock restarted at 13 s
-        (22_000, false, false, false), // s - 1 after the coordinator blip
-        (22_100, false, true, false),  // a replica connects: serving, the clock runs on
-        (22_200, false, false, false), // the replica leaves before s
-        (23_000, false, false, true),  // s after the coordinator loss: fenced
-        (24_000, false, true, true),   // a replica reconnects: still fenced (it may be promoted)
-        (25_000, true, true, false),   // only the coordinator lifts the fence
-        (26_000, false, true, false),  // lost again, but the replica keeps the primary serving
-        (60_000, false, true, false),  // for as long as the replica stays
-        (60_001, false, false, true),  // the replica leaves (promoted elsewhere?): fenced at once
+fn fences_when_neither_side_was_heard_for_fence_after_and_only_the_coordinator_lifts_it() {
+    type Row = (u64, Option<u64>, Option<u64>, bool);
+    let table: &[Row] = &[
+        (0, Some(0), Some(0), false),
+        (1_000, Some(500), Some(1_000), false), // both heard lately
+        (2_400, Some(500), Some(1_000), false), // coordinator silent 1.9 s, replica 1.4 s
+        (2_500, Some(500), Some(1_000), false), // coordinator silent 2 s; the replica keeps it up
+        (2_999, Some(500), Some(1_000), false), // replica silent 1.999 s
+        (3_000, Some(500), Some(1_000), true),  // both silent 2 s: fenced
+        (3_500, Some(500), Some(3_400), true),  // the replica is back: still fenced
+        (3_600, Some(3_550), Some(3_400), false), // the coordinator is heard again: lifted
+        (5_500, Some(3_550), Some(3_400), false), // silent again but not yet for 2 s
+        (5_550, Some(3_550), Some(4_400), false), // coordinator 2 s, but the replica 1.15 s
+        (60_000, Some(3_550), Some(59_500), false), // a replica that stays keeps it serving
+        (61_500, Some(3_550), Some(59_500), true), // the replica goes quiet (promoted?): fenced
+        (62_000, Some(61_000), Some(61_900), true), // a word from before the fence does not lift it
     ];
     let mut fencing = Fencing::new();
     for (row, &(now, coordinator, replica, fenced)) in table.iter().enumerate() {
         let set = fencing.update(
             ms(now),
-            coordinator,
-            [input("redis-a-1", Some(10), replica)],
+            coordinator.map(ms),
+            [input("redis-a-1", Some(2), replica)],
         );
         assert_eq!(set.contains("redis-a-1"), fenced, "row {row} at {now} ms");
     }
 }
 
 #[test]
+fn the_deadline_is_fence_after_past_the_later_of_the_two() {
+    let mut fencing = Fencing::new();
+    fencing.update(ms(1_000), Some(ms(900)), [input("redis-a-1", Some(2), Some(400))]);
+    assert_eq!(fencing.next_deadline(), Some(ms(2_900)), "coordinator heard last");
+    fencing.update(ms(1_000), Some(ms(300)), [input("redis-a-1", Some(2), Some(700))]);
+    assert_eq!(fencing.next_deadline(), Some(ms(2_700)), "replica heard last");
+    fencing.update(ms(1_000), None, [input("redis-a-1", Some(2), Some(700))]);
+    assert_eq!(fencing.next_deadline(), Some(ms(2_700)), "no coordinator yet");
+    let set = fencing.update(ms(2_700), None, [input("redis-a-1", Some(2), Some(700))]);
+    assert!(set.contains("redis-a-1"), "at the deadline");
+    assert_eq!(fencing.next_deadline(), None, "nothing left to fence");
+}
+
+#[test]
 fn boundary_s_minus_one_and_s_plus_one() {
     for (elapsed, fenced) in [(1, false), (2, true), (3, true)] {
         let mut fencing = Fencing::new();
-        fencing.update(secs(5), false, [input("redis-a-1", Some(2), false)]);
+        fencing.update(secs(5), Some(secs(5)), [input("redis-a-1", Some(2), None)]);
         assert_eq!(fencing.next_deadline(), Some(secs(7)));
         let set = fencing.update(
             secs(5 + elapsed),
-            false,
-            [input("redis-a-1", Some(2), false)],
+            Some(secs(5)),
+            [input("redis-a-1", Some(2), None)],
         );
         assert_eq!(set.contains("redis-a-1"), fenced, "after {elapsed} s");
     }
@@ -76,7 +87,7 @@ fn boundary_s_minus_one_and_s_plus_one() {
 fn never_fence_without_fence_after() {
     let mut fencing = Fencing::new();
     for t in 0..1_000 {
-        let set = fencing.update(secs(t), false, [input("redis-solo-1", None, false)]);
+        let set = fencing.update(secs(t), None, [input("redis-solo-1", None, None)]);
         assert!(set.is_empty());
     }
     assert_eq!(fencing.next_deadline(), None);
@@ -88,21 +99,25 @@ fn instances_are_independent_and_forgotten_when_gone() {
     let both = |a_replica| {
         [
             input("redis-a-1", Some(5), a_replica),
-            input("redis-b-2", Some(5), false),
+            input("redis-b-2", Some(5), None),
         ]
     };
-    fencing.update(secs(0), false, both(false));
-    let set = fencing.update(secs(5), false, both(true)).clone();
+    fencing.update(secs(0), Some(secs(0)), both(None));
+    let set = fencing.update(secs(5), Some(secs(0)), both(Some(4_900))).clone();
     assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-b-2"]);
     // b is no longer desired (or no longer a primary with a standby): forgotten. a has had no
-    // coordinator for 6 s and lost its replica: fenced at once.
+    // coordinator for 10 s and its replica went quiet 5 s ago: fenced.
     let set = fencing
-        .update(secs(6), false, [input("redis-a-1", Some(5), false)])
+        .update(secs(10), Some(secs(0)), [input("redis-a-1", Some(5), Some(4_900))])
         .clone();
     assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-a-1"]);
-    let set = fencing.update(secs(7), true, [input("redis-a-1", Some(5), false)]);
+    let set = fencing.update(
+        secs(11),
+        Some(secs(11)),
+        [input("redis-a-1", Some(5), Some(4_900))],
+    );
     assert!(set.is_empty(), "the coordinator is back");
-    assert_eq!(fencing.next_deadline(), None);
+    assert_eq!(fencing.next_deadline(), Some(secs(16)));
 }
 
 #[test]
@@ -114,19 +129,23 @@ fn cached_specs_fence_at_once_until_the_coordinator_confirms() {
     let mut fencing = Fencing::new();
     assert!(
         fencing
-            .update(secs(0), false, [cached(false)])
+            .update(secs(0), None, [cached(None)])
             .contains("redis-a-1")
     );
     assert!(
         fencing
-            .update(secs(1), false, [cached(true)])
+            .update(secs(1), None, [cached(Some(1_000))])
             .contains("redis-a-1"),
         "a reconnecting standby does not lift the fence"
     );
-    assert!(fencing.update(secs(2), true, [cached(false)]).is_empty());
-    let mut never = cached(false);
+    let heard = fencing.update(secs(2), Some(secs(2)), [input("redis-a-1", Some(60), None)]);
+    assert!(heard.is_empty(), "the coordinator answered");
+    let mut never = cached(None);
     never.fence_after = None;
-    assert!(fencing.update(secs(3), false, [never]).is_empty());
+    assert!(fencing.update(secs(3), None, [never]).is_empty());
+    // A cached spec whose replica is heard serves: the replica still follows it.
+    let mut fresh = Fencing::new();
+    assert!(fresh.update(secs(9), None, [cached(Some(8_500))]).is_empty());
 }
 
 fn want(generation: u64, want: Option<PauseReason>) -> [PauseInput; 1] {
@@ -232,22 +251,23 @@ fn a_primary_started_after_a_reboot_stays_fenced_until_the_coordinator_acts() {
         ..input("redis-a-1", Some(60), replica)
     };
     let mut fencing = Fencing::new();
-    for (at, connected, replica) in [(0, false, false), (1, true, false), (2, true, true)] {
+    for (at, heard, replica) in [(0, None, None), (1, Some(1), None), (2, Some(2), Some(2_000))] {
         assert!(
             fencing
-                .update(secs(at), connected, [rebooted(replica)])
+                .update(secs(at), heard.map(secs), [rebooted(replica)])
                 .contains("redis-a-1"),
             "fenced at {at} s whatever the coordinator and replicas"
         );
     }
-    // The coordinator raised the epoch (the shell clears after_reboot): the fence is lifted.
+    // The coordinator raised the epoch (the shell clears after_reboot): the fence is lifted by
+    // the next word from it.
     assert!(
         fencing
-            .update(secs(3), true, [input("redis-a-1", Some(60), false)])
+            .update(secs(3), Some(secs(3)), [input("redis-a-1", Some(60), None)])
             .is_empty()
     );
     // Without a standby (never fenced) a rebooted primary serves at once: it holds the only copy.
-    let mut alone = rebooted(false);
+    let mut alone = rebooted(None);
     alone.fence_after = None;
-    assert!(fencing.update(secs(4), true, [alone]).is_empty());
+    assert!(fencing.update(secs(4), Some(secs(4)), [alone]).is_empty());
 }

@@ -128,7 +128,7 @@ pub(crate) enum Event {
 /// Controls a running runtime: feed it desired states, watch what it observes.
 pub struct RuntimeHandle {
     desired: watch::Sender<Option<DesiredState>>,
-    coordinator: watch::Sender<bool>,
+    coordinator: watch::Sender<Option<Instant>>,
     observed: watch::Receiver<ObservedState>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -140,14 +140,10 @@ impl RuntimeHandle {
         self.desired.send_replace(Some(state));
     }
 
-    /// Whether the coordinator session is up (`report.rs` sets it; false until told otherwise).
-    /// Fencing counts how long it has been down.
-    pub fn set_coordinator_connected(&self, connected: bool) {
-        self.coordinator.send_if_modified(|current| {
-            let changed = *current != connected;
-            *current = connected;
-            changed
-        });
+    /// The coordinator leader was heard just now (`report.rs`, on every message of the session,
+    /// after applying it). Fencing counts the time since the last word.
+    pub fn coordinator_heard(&self) {
+        self.coordinator.send_replace(Some(Instant::now()));
     }
 
     /// A receiver of observed states.
@@ -181,8 +177,8 @@ impl RuntimeHandle {
 pub struct RuntimeEnds {
     /// The desired states the handle was given.
     pub desired: watch::Receiver<Option<DesiredState>>,
-    /// Whether the coordinator session is up.
-    pub coordinator: watch::Receiver<bool>,
+    /// When the coordinator leader was last heard (`None`: not yet).
+    pub coordinator: watch::Receiver<Option<Instant>>,
     /// Where the runtime publishes what it observes.
     pub observed: watch::Sender<ObservedState>,
     /// Cancelled by [`RuntimeHandle::shutdown`].
@@ -197,7 +193,7 @@ impl RuntimeHandle {
     {
         let (desired_tx, desired_rx) = watch::channel(None);
         let (observed_tx, observed_rx) = watch::channel(ObservedState::default());
-        let (coordinator_tx, coordinator_rx) = watch::channel(false);
+        let (coordinator_tx, coordinator_rx) = watch::channel(None);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(RuntimeEnds {
             desired: desired_rx,
@@ -257,7 +253,7 @@ fn new_runtime(
         front_errors: BTreeMap::new(),
         tunnels: BTreeMap::new(),
         tunnel_errors: BTreeMap::new(),
-        coordinator_connected: false,
+        coordinator_heard: None,
         desired_authoritative: true,
         fencing: Fencing::new(),
         pauses: WritePauses::new(),

@@ -21,7 +21,8 @@
 //!
 //! Fencing (DESIGN §4 rule 5): a fenced front closes every customer connection at once and
 //! refuses new ones (after the handshake, with an error line); peer tunnels still pass, so the
-//! standby can come back, which is what lifts the fence. A primary restarted after a host reboot
+//! standby can come back. Bytes read from a peer tunnel are stamped (`heard.rs`): the evidence
+//! that a standby still follows this primary. A primary restarted after a host reboot
 //! also refuses new peer tunnels until the coordinator acts (`set_peers_refused`).
 
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use super::heard::{Heard, PeerHeard};
 
 /// A client must finish the TLS handshake within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +59,8 @@ pub struct Front {
     fenced: watch::Sender<bool>,
     /// Peer tunnels refused too (a primary restarted after a host reboot: see `set_peers_refused`).
     peers_refused: Arc<std::sync::atomic::AtomicBool>,
+    /// When a peer tunnel last delivered bytes (the fencing evidence that a standby follows).
+    peer_heard: PeerHeard,
     cancel: CancellationToken,
 }
 
@@ -86,6 +91,7 @@ impl Front {
         let cancel = CancellationToken::new();
         let (fenced, _) = watch::channel(false);
         let peers_refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peer_heard = PeerHeard::new();
         let span = tracing::info_span!(parent: None, "front", %listen, %upstream);
         let shared = Shared {
             upstream,
@@ -94,6 +100,7 @@ impl Front {
             limit: limit.clone(),
             fenced: fenced.clone(),
             peers_refused: peers_refused.clone(),
+            peer_heard: peer_heard.clone(),
             active: Arc::new(AtomicUsize::new(0)),
         };
         let accept = accept_loop(listener, shared, cancel.clone());
@@ -104,8 +111,14 @@ impl Front {
             limit,
             fenced,
             peers_refused,
+            peer_heard,
             cancel,
         })
+    }
+
+    /// When a replica last sent bytes through a peer tunnel of this front (`None`: never).
+    pub fn peer_heard(&self) -> Option<tokio::time::Instant> {
+        self.peer_heard.last()
     }
 
     /// Refuses new replication tunnels from peer agents (`true`) or lets them pass. Set while a
@@ -143,6 +156,7 @@ struct Shared {
     limit: Arc<AtomicU32>,
     fenced: watch::Sender<bool>,
     peers_refused: Arc<std::sync::atomic::AtomicBool>,
+    peer_heard: PeerHeard,
     /// Customer connections open.
     active: Arc<AtomicUsize>,
 }
@@ -211,6 +225,7 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
             return tls.shutdown().await;
         }
         tracing::debug!("replication tunnel from a peer agent");
+        let mut tls = Heard::new(tls, shared.peer_heard.clone());
         return match connect_engine(&mut tls, &shared).await? {
             Engine::Unix(engine) => proxy(tls, engine, None).await,
             Engine::Tcp(engine) => proxy(tls, engine, None).await,

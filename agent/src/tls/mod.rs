@@ -8,12 +8,14 @@
 //!   client_config  the tunnels: verify the peer front against the cluster CA, present the host
 //!                  certificate
 //!   threads        the fronts' own runtime threads (`kvs-front`)
+//!   heard          when a front last heard a replica (fencing evidence)
 //! ```
 //!
 //! rustls is used with the ring provider, chosen explicitly (not the process default), so the
 //! agent never depends on which crypto features other crates in the build enabled.
 
 pub mod front;
+pub mod heard;
 pub mod threads;
 pub mod tunnel;
 

@@ -4,7 +4,8 @@
 //! ```text
 //!   agent ──Register(join token)──► issue host cert (CA) ──► commit RegisterHost
 //!   agent ══Session(mTLS, CN agent:<id>)══► Observed ──► Observations (leader memory)
-//!         ◄═══════════════════════════════ Desired (on connect and whenever it changes)
+//!         ◄═══════════════════════════════ Desired (on connect and whenever it changes), Heartbeat
+//!                                          every 500 ms while a quorum answers this leader
 //! ```
 
 use std::collections::BTreeSet;
@@ -26,8 +27,10 @@ use crate::state::{Command, Host};
 
 /// Desired-state messages queued per session before the sender waits.
 const SESSION_QUEUE_LENGTH: usize = 4;
-/// How often an open agent session checks that this node still leads.
-const LEADERSHIP_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often an open agent session checks that this node still leads and, if a quorum answered
+/// it lately, sends a heartbeat (the agent drops a session silent for 1.5 s; its primaries fence
+/// when neither the leader nor a replica was heard for `fence_after`).
+const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Processes one observation may report; more is a malformed report.
 const PROCESSES_PER_REPORT_MAX: usize = 10_000;
 
@@ -130,16 +133,20 @@ async fn run_session(
     tracing::info!(host = %host_id, "agent session opened");
     let mut changes = shared.state.subscribe();
     let mut last_sent: Option<Vec<DesiredProcess>> = None;
-    let mut leadership_check = tokio::time::interval(LEADERSHIP_CHECK_INTERVAL);
-    leadership_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_version = 0;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Nothing is said while the quorum is unconfirmed: an agent must not take a deposed
+        // leader's word as the coordinators' (its fence would never fall).
+        let confirmed = shared.leads_with_quorum();
         let desired = shared.read(|s| {
             (
                 s.desired_version,
                 desired::for_host(s, &host_id, &shared.ha),
             )
         });
-        if last_sent.as_ref() != Some(&desired.1) {
+        if confirmed && last_sent.as_ref() != Some(&desired.1) {
             let message = pb::CoordinatorMessage {
                 kind: Some(pb::coordinator_message::Kind::Desired(pb::Desired {
                     version: desired.0,
@@ -150,6 +157,7 @@ async fn run_session(
                 break;
             }
             last_sent = Some(desired.1);
+            last_version = desired.0;
         }
         tokio::select! {
             message = inbound.message() => match message {
@@ -168,13 +176,23 @@ async fn run_session(
             changed = changes.changed() => if changed.is_err() { break },
             _ = tx.closed() => break,
             _ = shared.stopping.cancelled() => break,
-            _ = leadership_check.tick() => {
+            _ = heartbeat.tick() => {
                 // A node that lost leadership (or led only briefly after a restart) must not keep
                 // agents: their reports would feed no decision. Ending the stream with the
                 // leader's address sends the agent there.
                 if let Err(not_leader) = shared.ensure_leader().await {
                     let _ = tx.send(Err(not_leader.into())).await;
                     break;
+                }
+                if shared.leads_with_quorum() && last_sent.is_some() {
+                    let beat = pb::CoordinatorMessage {
+                        kind: Some(pb::coordinator_message::Kind::Heartbeat(pb::Heartbeat {
+                            desired_version: last_version,
+                        })),
+                    };
+                    if tx.send(Ok(beat)).await.is_err() {
+                        break;
+                    }
                 }
             }
         }

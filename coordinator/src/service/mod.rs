@@ -28,6 +28,11 @@ use crate::raft::{ClientWriteError, Raft, StateHandle};
 use crate::secrets::Secrets;
 use crate::state::{Applied, ClusterState, Command};
 
+/// A leader whose quorum acknowledged it longer ago than this no longer vouches for itself
+/// (the smallest election timeout: by then a new leader may have been elected).
+pub const QUORUM_ACK_FRESH: std::time::Duration =
+    std::time::Duration::from_millis(crate::raft::ELECTION_TIMEOUT_MIN_MS);
+
 /// Everything the services share. One per coordinator node.
 pub struct Shared {
     pub config: Config,
@@ -98,6 +103,18 @@ impl Shared {
             })
         });
         Err(ApiError::NotLeader { leader: endpoint })
+    }
+
+    /// This node leads and a quorum of its peers acknowledged it within [`QUORUM_ACK_FRESH`]: a
+    /// leader cut off from its peers stops saying so (to agents: no heartbeats) before another
+    /// can be elected. openraft refreshes the figure at least every tick (1.5 heartbeats).
+    pub fn leads_with_quorum(&self) -> bool {
+        let receiver = self.raft.metrics();
+        let metrics = receiver.borrow();
+        metrics.current_leader == Some(self.config.node_id)
+            && metrics
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms <= QUORUM_ACK_FRESH.as_millis() as u64)
     }
 
     /// Runs `f` on the observations.

@@ -98,7 +98,9 @@ pub enum ReportError {
     Status(#[from] tonic::Status),
     #[error("the coordinator closed the session")]
     Closed,
-    #[error("no message from the coordinator for {0:?} (no heartbeat: it lost its quorum, or the network is cut)")]
+    #[error(
+        "no message from the coordinator for {0:?} (no heartbeat: it lost its quorum, or the network is cut)"
+    )]
     Silent(Duration),
     #[error("invalid registration response: {0}")]
     BadResponse(String),
@@ -266,7 +268,14 @@ pub async fn session_loop(
             catalog,
             &mut system,
         );
-        let fenced = || runtime.observed().borrow().processes.iter().any(|p| p.fenced);
+        let fenced = || {
+            runtime
+                .observed()
+                .borrow()
+                .processes
+                .iter()
+                .any(|p| p.fenced)
+        };
         let search = open_any(&config.coordinators, &tls, first, dial, &fenced);
         let found = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -335,7 +344,7 @@ async fn open_any(
     tls: &ClientTlsConfig,
     first: pb::AgentMessage,
     dial: &Dial,
-    fenced: &dyn Fn() -> bool,
+    fenced: &(dyn Fn() -> bool + Sync),
 ) -> Result<OpenSession, Vec<String>> {
     let mut attempts = tokio::task::JoinSet::new();
     let mut redirects = BTreeSet::new();

@@ -124,15 +124,19 @@ fn valkey() -> pb::EngineInfo {
     }
 }
 
+/// The next desired state on the session; heartbeats in between are skipped.
 async fn next_desired(stream: &mut tonic::Streaming<pb::CoordinatorMessage>) -> pb::Desired {
-    let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    match message.kind {
-        Some(pb::coordinator_message::Kind::Desired(d)) => d,
-        None => panic!("empty coordinator message"),
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match message.kind {
+            Some(pb::coordinator_message::Kind::Desired(d)) => return d,
+            Some(pb::coordinator_message::Kind::Heartbeat(_)) => continue,
+            None => panic!("empty coordinator message"),
+        }
     }
 }
 

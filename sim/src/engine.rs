@@ -144,6 +144,11 @@ impl Engine {
         self.unsynced_mark = self.log.len();
     }
 
+    /// When a replica was last heard (its latest ack), for the fence.
+    pub fn replica_last_heard(&self) -> Option<Duration> {
+        self.replicas.values().max().copied()
+    }
+
     /// INFO `connected_slaves`: replicas whose last ack is within `repl-timeout`.
     pub fn connected_replicas(&self, now: Duration) -> u32 {
         let fresh = self

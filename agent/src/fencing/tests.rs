@@ -57,12 +57,32 @@ fn fences_when_neither_side_was_heard_for_fence_after_and_only_the_coordinator_l
 #[test]
 fn the_deadline_is_fence_after_past_the_later_of_the_two() {
     let mut fencing = Fencing::new();
-    fencing.update(ms(1_000), Some(ms(900)), [input("redis-a-1", Some(2), Some(400))]);
-    assert_eq!(fencing.next_deadline(), Some(ms(2_900)), "coordinator heard last");
-    fencing.update(ms(1_000), Some(ms(300)), [input("redis-a-1", Some(2), Some(700))]);
-    assert_eq!(fencing.next_deadline(), Some(ms(2_700)), "replica heard last");
+    fencing.update(
+        ms(1_000),
+        Some(ms(900)),
+        [input("redis-a-1", Some(2), Some(400))],
+    );
+    assert_eq!(
+        fencing.next_deadline(),
+        Some(ms(2_900)),
+        "coordinator heard last"
+    );
+    fencing.update(
+        ms(1_000),
+        Some(ms(300)),
+        [input("redis-a-1", Some(2), Some(700))],
+    );
+    assert_eq!(
+        fencing.next_deadline(),
+        Some(ms(2_700)),
+        "replica heard last"
+    );
     fencing.update(ms(1_000), None, [input("redis-a-1", Some(2), Some(700))]);
-    assert_eq!(fencing.next_deadline(), Some(ms(2_700)), "no coordinator yet");
+    assert_eq!(
+        fencing.next_deadline(),
+        Some(ms(2_700)),
+        "no coordinator yet"
+    );
     let set = fencing.update(ms(2_700), None, [input("redis-a-1", Some(2), Some(700))]);
     assert!(set.contains("redis-a-1"), "at the deadline");
     assert_eq!(fencing.next_deadline(), None, "nothing left to fence");
@@ -103,12 +123,18 @@ fn instances_are_independent_and_forgotten_when_gone() {
         ]
     };
     fencing.update(secs(0), Some(secs(0)), both(None));
-    let set = fencing.update(secs(5), Some(secs(0)), both(Some(4_900))).clone();
+    let set = fencing
+        .update(secs(5), Some(secs(0)), both(Some(4_900)))
+        .clone();
     assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-b-2"]);
     // b is no longer desired (or no longer a primary with a standby): forgotten. a has had no
     // coordinator for 10 s and its replica went quiet 5 s ago: fenced.
     let set = fencing
-        .update(secs(10), Some(secs(0)), [input("redis-a-1", Some(5), Some(4_900))])
+        .update(
+            secs(10),
+            Some(secs(0)),
+            [input("redis-a-1", Some(5), Some(4_900))],
+        )
         .clone();
     assert_eq!(set.into_iter().collect::<Vec<_>>(), ["redis-a-1"]);
     let set = fencing.update(
@@ -145,7 +171,11 @@ fn cached_specs_fence_at_once_until_the_coordinator_confirms() {
     assert!(fencing.update(secs(3), None, [never]).is_empty());
     // A cached spec whose replica is heard serves: the replica still follows it.
     let mut fresh = Fencing::new();
-    assert!(fresh.update(secs(9), None, [cached(Some(8_500))]).is_empty());
+    assert!(
+        fresh
+            .update(secs(9), None, [cached(Some(8_500))])
+            .is_empty()
+    );
 }
 
 fn want(generation: u64, want: Option<PauseReason>) -> [PauseInput; 1] {
@@ -251,7 +281,11 @@ fn a_primary_started_after_a_reboot_stays_fenced_until_the_coordinator_acts() {
         ..input("redis-a-1", Some(60), replica)
     };
     let mut fencing = Fencing::new();
-    for (at, heard, replica) in [(0, None, None), (1, Some(1), None), (2, Some(2), Some(2_000))] {
+    for (at, heard, replica) in [
+        (0, None, None),
+        (1, Some(1), None),
+        (2, Some(2), Some(2_000)),
+    ] {
         assert!(
             fencing
                 .update(secs(at), heard.map(secs), [rebooted(replica)])

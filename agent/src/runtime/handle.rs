@@ -146,6 +146,15 @@ impl RuntimeHandle {
         self.coordinator.send_replace(Some(Instant::now()));
     }
 
+    /// A cloneable "the coordinator was heard just now", for a caller that stands in for the
+    /// leader's heartbeats from its own task (tests without a coordinator).
+    pub fn coordinator_ear(&self) -> impl Fn() + Send + Sync + 'static {
+        let coordinator = self.coordinator.clone();
+        move || {
+            coordinator.send_replace(Some(Instant::now()));
+        }
+    }
+
     /// A receiver of observed states.
     pub fn observed(&self) -> watch::Receiver<ObservedState> {
         self.observed.clone()

@@ -111,6 +111,28 @@ pub fn process(instance: &str, engine: &str) -> DesiredProcess {
     }
 }
 
+/// A coordinator leader heard every 250 ms (its heartbeats) until dropped: tests without a
+/// coordinator stand in for one with this.
+pub struct CoordinatorVoice(tokio::task::JoinHandle<()>);
+
+impl CoordinatorVoice {
+    pub fn speak(runtime: &RuntimeHandle) -> CoordinatorVoice {
+        let heard = runtime.coordinator_ear();
+        CoordinatorVoice(tokio::spawn(async move {
+            loop {
+                heard();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for CoordinatorVoice {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub runtime: RuntimeHandle,

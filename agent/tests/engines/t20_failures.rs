@@ -6,7 +6,7 @@ use std::time::Duration;
 use kvs_agent::supervisor::RestartPolicy;
 use kvs_proto::model::{DesiredProcess, ProcessStatus};
 
-use crate::fixtures::{Harness, LOCALHOST, first_engine, init_tracing, process};
+use crate::fixtures::{CoordinatorVoice, Harness, LOCALHOST, first_engine, init_tracing, process};
 
 fn fast_restarts() -> RestartPolicy {
     RestartPolicy {
@@ -123,7 +123,7 @@ async fn t25_primary_restarted_after_a_reboot_is_fenced_until_a_new_epoch() {
         ..process(name, &engine)
     };
     let mut h = Harness::start(RestartPolicy::default()).await;
-    h.runtime.set_coordinator_connected(true);
+    let _voice = CoordinatorVoice::speak(&h.runtime);
     h.apply(vec![spec.clone()]);
     let state = h.wait_status(name, ProcessStatus::Running).await;
     assert!(!state.process(name).expect("reported").after_reboot);
@@ -132,7 +132,7 @@ async fn t25_primary_restarted_after_a_reboot_is_fenced_until_a_new_epoch() {
 
     tracing::info!("--- same data dir, new boot id: fenced and reported");
     let mut h = Harness::start_after_boot(h.dir, RestartPolicy::default(), "boot-2").await;
-    h.runtime.set_coordinator_connected(true);
+    let _voice = CoordinatorVoice::speak(&h.runtime);
     h.apply(vec![spec.clone()]);
     h.wait(name, |p| {
         p.after_reboot && p.fenced && p.status == ProcessStatus::Running

@@ -11,7 +11,9 @@ use kvs_agent::supervisor::RestartPolicy;
 use kvs_proto::model::{DesiredProcess, ProcessStatus, Role, Upstream};
 use tokio::time::Instant;
 
-use crate::fixtures::{Harness, LOCALHOST, WAIT, catalog, free_port, init_tracing, pki, process};
+use crate::fixtures::{
+    CoordinatorVoice, Harness, LOCALHOST, WAIT, catalog, free_port, init_tracing, pki, process,
+};
 
 fn bulk(value: &Value) -> Option<String> {
     match value {
@@ -247,7 +249,7 @@ async fn replication(engine: &str) {
             fence_after_seconds: Some(2),
             ..b2.clone()
         };
-        b.runtime.set_coordinator_connected(true);
+        let voice = CoordinatorVoice::speak(&b.runtime);
         b.apply(vec![b3.clone()]);
         let Harness {
             dir: dir_a,
@@ -259,7 +261,7 @@ async fn replication(engine: &str) {
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         assert!(serves(&b, &b3).await, "the coordinator is up: no fencing");
         let mut existing = b.client(&b3).await;
-        b.runtime.set_coordinator_connected(false);
+        drop(voice);
         let took = wait_serving(&b, &b3, false).await;
         assert!(took < Duration::from_secs(4), "fenced after {took:?}");
         b.wait(&name, |p| p.fenced).await;
@@ -281,7 +283,7 @@ async fn replication(engine: &str) {
             "a reconnecting standby does not lift the fence"
         );
         tracing::info!("--- the coordinator is back: B unfenced, writes flow again");
-        b.runtime.set_coordinator_connected(true);
+        let _voice = CoordinatorVoice::speak(&b.runtime);
         let took = wait_serving(&b, &b3, true).await;
         tracing::info!(?took, "unfenced");
         b.wait(&name, |p| !p.fenced && p.info.connected_replicas == 1)

@@ -17,7 +17,9 @@ use kvs_proto::model::{DesiredProcess, ProcessStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::fixtures::{Harness, LOCALHOST, WAIT, alive, first_engine, init_tracing, process};
+use crate::fixtures::{
+    CoordinatorVoice, Harness, LOCALHOST, WAIT, alive, first_engine, init_tracing, process,
+};
 
 /// Starts `spec`'s engine in `dir` as a previous agent would have, lets it serve (and rewrite
 /// its process title), stores `key`, and abandons it. Returns its PID.
@@ -234,7 +236,7 @@ async fn t17_adopted_primary_from_before_a_reboot_stays_fenced_until_answered() 
     std::fs::write(&marker, "boot-0").expect("marker");
 
     let mut h = Harness::start_in(dir, RestartPolicy::default()).await;
-    h.runtime.set_coordinator_connected(true);
+    let _voice = CoordinatorVoice::speak(&h.runtime);
     h.apply(vec![spec.clone()]);
     let state = h
         .wait(&spec.instance, |p| {

@@ -81,6 +81,13 @@ impl Engine {
             .count() as u32
     }
 
+    /// When a replica was last heard (its latest ack), on the agent's clock: acks are stamped
+    /// with simulated time (`sim_now`), the fence decides on the agent's own (`agent_now`).
+    fn replica_heard(&self, sim_now: Duration, agent_now: Duration) -> Option<Duration> {
+        let latest = self.acks.values().map(|(_, at)| *at).max()?;
+        Some(agent_now.saturating_sub(sim_now.saturating_sub(latest)))
+    }
+
     fn info(&self, now: Duration) -> EngineInfo {
         EngineInfo {
             role: match self.role {
@@ -211,12 +218,14 @@ pub async fn run(context: ShellContext, ends: RuntimeEnds) {
         for action in actions {
             execute(&context, &mut supervisor, action, now);
         }
-        let connected = *coordinator.borrow();
+        let heard = coordinator
+            .borrow()
+            .map(|at| at.saturating_duration_since(start));
         apply_fencing(
             &context,
             &supervisor,
             &mut fencing,
-            connected,
+            heard,
             authoritative,
             now,
         );
@@ -432,7 +441,7 @@ fn apply_fencing(
     context: &ShellContext,
     supervisor: &Supervisor,
     fencing: &mut Fencing,
-    connected: bool,
+    coordinator_heard: Option<Duration>,
     authoritative: bool,
     now: Duration,
 ) {
@@ -458,13 +467,13 @@ fn apply_fencing(
             FenceInput {
                 instance: p.instance.clone(),
                 fence_after: p.fence_after_seconds.map(|s| Duration::from_secs(s.into())),
-                replica_connected: engine.is_some_and(|e| e.fresh_replicas(sim_now) > 0),
+                replica_heard: engine.and_then(|e| e.replica_heard(sim_now, now)),
                 from_cache: !authoritative,
                 after_reboot: engine.is_some_and(|e| e.after_reboot),
             }
         })
         .collect();
-    let mut fenced = fencing.update(now, connected, inputs).clone();
+    let mut fenced = fencing.update(now, coordinator_heard, inputs).clone();
     if context.no_fencing {
         fenced.clear();
     }
@@ -474,9 +483,12 @@ fn apply_fencing(
         if engine.fenced != want {
             engine.fenced = want;
             changes.push(format!(
-                "{} {name} (coordinator {})",
+                "{} {name} (coordinator heard {})",
                 if want { "fenced" } else { "unfenced" },
-                if connected { "up" } else { "down" }
+                match coordinator_heard {
+                    Some(at) => format!("{:.1}s ago", now.saturating_sub(at).as_secs_f64()),
+                    None => "never".to_string(),
+                }
             ));
         }
     }

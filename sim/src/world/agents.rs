@@ -179,10 +179,10 @@ impl World {
                     .fence_after_seconds
                     .filter(|_| fencing_on)
                     .map(|s| Duration::from_secs(s.into())),
-                replica_connected: self
+                replica_heard: self
                     .engines
                     .get(&(host.to_string(), p.instance.clone()))
-                    .is_some_and(|e| e.connected_replicas(now) > 0),
+                    .and_then(|e| e.replica_last_heard()),
                 from_cache: !agent.authoritative,
                 after_reboot: self
                     .engines
@@ -195,11 +195,11 @@ impl World {
             .filter(|i| i.after_reboot && i.fence_after.is_some())
             .map(|i| i.instance.clone())
             .collect();
-        let session = agent.session_up(now);
+        let heard = agent.last_contact;
         let Some(agent) = self.agents.get_mut(host) else {
             return;
         };
-        let fenced = agent.fencing.update(now, session, inputs).clone();
+        let fenced = agent.fencing.update(now, heard, inputs).clone();
         for ((h, instance), engine) in self.engines.iter_mut() {
             if h != host || !engine.running {
                 continue;

@@ -61,8 +61,8 @@ pub struct Config {
     /// links down for this whole window before its instances fail over.
     #[serde(with = "humantime_serde")]
     pub confirmation_window: Duration,
-    /// A primary that lost both the coordinators and its standby for this long stops taking
-    /// writes (must be well below `confirmation_window`).
+    /// A primary that heard neither the coordinator leader nor its standby for this long stops
+    /// taking writes (at least 2 s; `confirmation_window` must exceed it by 5 s; decision 0007).
     #[serde(with = "humantime_serde")]
     pub fence_after: Duration,
     /// Take a Raft snapshot after this many applied entries (bounds the log and what a restarting
@@ -104,7 +104,7 @@ impl Default for Config {
             probe_user: "kvs-probe".into(),
             probe_key_file: None,
             confirmation_window: Duration::from_secs(120),
-            fence_after: Duration::from_secs(60),
+            fence_after: Duration::from_secs(2),
             max_lag_bytes: 1024 * 1024,
             reboot_standby_wait: Duration::from_secs(600),
             snapshot_every_entries: crate::raft::SNAPSHOT_LOGS_SINCE_LAST,
@@ -280,7 +280,7 @@ mod tests {
     fn the_ha_rules_are_checked_before_the_node_starts() {
         // One rule set (HaConfig::validate): what the node would refuse later is refused here.
         let fence_too_late = Config {
-            fence_after: Duration::from_secs(115),
+            fence_after: Duration::from_secs(116),
             ..Config::default()
         };
         let err = fence_too_late.clone().validate().unwrap_err().to_string();

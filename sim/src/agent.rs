@@ -13,9 +13,6 @@ use kvs_agent::fencing::Fencing;
 use kvs_coordinator::control::HostObservation;
 use kvs_proto::model::DesiredProcess;
 
-/// The agent notices a dead coordinator stream within HTTP/2 keepalive interval + timeout.
-pub const SESSION_LOSS_DETECTION: Duration = Duration::from_secs(10);
-
 /// A report on its way to the leader.
 #[derive(Debug, Clone)]
 pub struct PendingReport {
@@ -65,12 +62,6 @@ impl Agent {
         self.last_contact = None;
         self.fencing = Fencing::new();
         self.reports.clear();
-    }
-
-    /// The coordinator session as the agent believes it (keepalive-delayed).
-    pub fn session_up(&self, now: Duration) -> bool {
-        self.last_contact
-            .is_some_and(|at| now.saturating_sub(at) <= SESSION_LOSS_DETECTION)
     }
 
     /// Accepts a full desired list; returns the instances whose spec was refused as stale.

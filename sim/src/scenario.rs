@@ -1,8 +1,8 @@
 //! The scenario library: each scenario draws a world (3–6 hosts, 1–2 premium instances) and a
 //! fault plan from the seed. Durations are biased toward the edges of the rules: just under and
 //! just over the confirmation window, the window plus the standby's silence allowance (the
-//! earliest a failover can begin), `fence_after`, and `fence_after` + `repl-timeout` (when a cut
-//! primary is fenced).
+//! earliest a failover can begin), and `fence_after` (when a cut primary is fenced: that long
+//! after the last word from the leader or its standby).
 
 use std::time::Duration;
 
@@ -127,8 +127,9 @@ impl Scenario {
 
 /// A config inside what `HaConfig::validate` accepts, near its boundaries.
 fn varied_config(rng: &mut StdRng) -> HaConfig {
-    let fence_after = rng.gen_range(10..=90);
-    let window = fence_after + rng.gen_range(1..=100);
+    let fence_after = rng.gen_range(2..=30);
+    let slack = kvs_coordinator::control::ha_config::FENCE_DETECTION_SLACK.as_secs();
+    let window = fence_after + slack + rng.gen_range(0..=60);
     let config = HaConfig {
         fence_after: Duration::from_secs(fence_after),
         confirmation_window: Duration::from_secs(window),

@@ -33,7 +33,7 @@ pub struct BenchFailoverArgs {
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
     /// Confirmation window of the bench cluster, in seconds (production default: 120; at least
-    /// 11: fence_after + 10 s, with fence_after = window − 10 s).
+    /// 7: the production fence_after, 2 s, + 5 s).
     #[arg(long, default_value_t = 12)]
     pub window_seconds: u64,
 }
@@ -124,11 +124,7 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         probe_interval: Some(Duration::from_secs(1)),
         probe_timeout: Some(Duration::from_millis(900)),
         confirmation_window: Some(window),
-        fence_after: Some(
-            window
-                .saturating_sub(Duration::from_secs(10))
-                .max(Duration::from_secs(1)),
-        ),
+        fence_after: None,
         ..HaSettings::default()
     };
     let options = ClusterOptions {

@@ -36,22 +36,14 @@ pub const INTENT_POLL: Duration = Duration::from_millis(20);
 /// Bound on a premium instance's standby getting in sync.
 pub const HA_AVAILABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How far `fence_after` must stay below the confirmation window (the coordinator's
-/// `FENCE_DETECTION_SLACK`: an isolated primary needs a few seconds to notice it is isolated).
-pub const FENCE_SLACK: Duration = Duration::from_secs(10);
-
 /// Probes every second and fails over after `window` (production: 5 s probes, 120 s window), with
-/// fencing [`FENCE_SLACK`] before the window ends (at least 1 s: `window` should be 11 s or more).
+/// the production `fence_after` (2 s; the coordinator accepts windows of 7 s and more).
 pub fn short_window(window: Duration) -> HaSettings {
     HaSettings {
         probe_interval: Some(Duration::from_secs(1)),
         probe_timeout: Some(Duration::from_millis(900)),
         confirmation_window: Some(window),
-        fence_after: Some(
-            window
-                .saturating_sub(FENCE_SLACK)
-                .max(Duration::from_secs(1)),
-        ),
+        fence_after: None,
         ..HaSettings::default()
     }
 }

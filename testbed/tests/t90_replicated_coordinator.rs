@@ -31,7 +31,7 @@ use kvs_testbed::{Cluster, ClusterOptions};
 use tokio::time::Instant;
 
 /// The confirmation window of these tests (production default: 120 s; the shortest the
-/// coordinator accepts is fence_after (at least 1 s) + 10 s). Fencing after 2 s.
+/// coordinator accepts is fence_after (at least 2 s) + 5 s). Fencing after 2 s (the default).
 const WINDOW: Duration = Duration::from_secs(12);
 /// The longest the writer may go without a successful write while only coordinators are faulted.
 const MAX_PAUSE: Duration = Duration::from_secs(3);

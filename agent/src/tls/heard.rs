@@ -131,7 +131,10 @@ mod tests {
         stream.read_exact(&mut reply).await.unwrap();
         let at = heard.last().expect("stamped by the read");
         // Stamps have millisecond resolution, truncated.
-        assert!(at + Duration::from_millis(1) >= before_read, "{at:?} < {before_read:?}");
+        assert!(
+            at + Duration::from_millis(1) >= before_read,
+            "{at:?} < {before_read:?}"
+        );
         assert!(at <= Instant::now());
     }
 }

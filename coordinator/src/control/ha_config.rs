@@ -18,8 +18,9 @@ pub struct HaConfig {
     /// How often every coordinator node probes every host over SSH.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
-    /// A primary with a standby fences itself after losing both the coordinator and its standby
-    /// for this long. Must be below `confirmation_window`.
+    /// A primary with a standby fences itself when it has heard neither the coordinator leader
+    /// nor its standby for this long (at least 2 s; `confirmation_window` must exceed it by
+    /// [`FENCE_DETECTION_SLACK`]). Decision 0007.
     #[serde(with = "humantime_serde")]
     pub fence_after: Duration,
     /// A standby lagging its primary by more than this is not promoted automatically (and HA
@@ -51,7 +52,7 @@ impl Default for HaConfig {
         Self {
             confirmation_window: Duration::from_secs(120),
             probe_interval: Duration::from_secs(5),
-            fence_after: Duration::from_secs(60),
+            fence_after: Duration::from_secs(2),
             max_lag_bytes: 1 << 20,
             agent_silence_timeout: Duration::from_secs(5),
             agent_restart_interval_min: Duration::from_secs(60),
@@ -62,11 +63,22 @@ impl Default for HaConfig {
     }
 }
 
-/// How long an isolated primary's agent may take to notice it lost both the coordinators (HTTP/2
-/// keepalive: 2 s + 2 s) and its standby (`repl-timeout 5`), plus a margin for report delays. The
-/// fence must land this much before the earliest promotion. (Found by kvs-sim: a window only just
-/// above fence_after promoted the standby while the old primary still took writes.)
-pub const FENCE_DETECTION_SLACK: Duration = Duration::from_secs(10);
+/// How much later than `fence_after` after its last sign of life an isolated primary may still
+/// take writes, as the coordinators count it; the fence must land this much before the earliest
+/// promotion (decision 0007). The agent counts from the last word it heard, and the words can
+/// outlive the coordinators' view of the host: a leader that lost its quorum keeps sending
+/// heartbeats until its last quorum acknowledgement is `QUORUM_ACK_FRESH` (1 s) old, plus one
+/// heartbeat interval (0.5 s) in flight; the agent's fence timer and the front's refusal add
+/// milliseconds. The rest is margin for report delays and rounding of the coordinators' own
+/// evidence. (Found by kvs-sim with the earlier, timeout-based detection: a window only just above
+/// fence_after promoted the standby while the old primary still took writes.)
+pub const FENCE_DETECTION_SLACK: Duration = Duration::from_secs(5);
+
+/// The smallest `fence_after`: above the agent's `SILENT_SESSION` (1.5 s), so a silent session
+/// is dropped before its primary fences, and the fence is lifted only by a new session's first
+/// message (decision 0003). It also bounds the blips a primary rides out: no write is refused for
+/// a cut shorter than `fence_after` − 0.5 s (the heartbeat interval).
+pub const FENCE_AFTER_MIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid HA config: {0}")]
@@ -78,15 +90,17 @@ impl HaConfig {
         if self.probe_interval < Duration::from_secs(1) {
             return fail("probe_interval must be at least 1s");
         }
-        if self.fence_after < Duration::from_secs(1) {
-            return fail("fence_after must be at least 1s");
+        if self.fence_after < FENCE_AFTER_MIN {
+            return fail(
+                "fence_after must be at least 2s (above the agent's 1.5 s silent-session cutoff)",
+            );
         }
         let fence_after_agent = Duration::from_secs(self.fence_after_seconds().into());
         if fence_after_agent + FENCE_DETECTION_SLACK > self.confirmation_window {
             return Err(HaConfigError(format!(
                 "confirmation_window must be at least fence_after + {FENCE_DETECTION_SLACK:?}: an isolated \
-                 primary notices it lost the coordinators and its standby only after a few seconds \
-                 (keepalive, repl-timeout), and must be fenced before its standby is promoted"
+                 primary may hear a leader that already lost its quorum for up to 1.5 s after the \
+                 coordinators last saw it, and must be fenced before its standby is promoted"
             )));
         }
         if self.confirmation_window < self.probe_interval * 3 {
@@ -122,38 +136,49 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_fence_must_precede_promotion() {
         let ok = HaConfig::default().validate().unwrap();
-        assert_eq!(ok.fence_after_seconds(), 60);
-        let equal = HaConfig {
-            fence_after: Duration::from_secs(120),
-            ..HaConfig::default()
-        };
-        assert!(equal.validate().is_err(), "fence_after == window");
-        let above = HaConfig {
-            fence_after: Duration::from_secs(121),
-            ..HaConfig::default()
-        };
-        assert!(above.validate().is_err());
-        let rounds_up_to_window = HaConfig {
-            fence_after: Duration::from_millis(119_500),
+        assert_eq!(ok.fence_after_seconds(), 2);
+        let with = |fence_after: Duration| HaConfig {
+            fence_after,
             ..HaConfig::default()
         };
         assert!(
-            rounds_up_to_window.validate().is_err(),
-            "the agent fences at 120 s"
+            with(Duration::from_secs(120)).validate().is_err(),
+            "fence_after == window"
         );
-        let inside_the_slack = HaConfig {
-            fence_after: Duration::from_secs(111),
-            ..HaConfig::default()
-        };
+        assert!(with(Duration::from_secs(121)).validate().is_err());
         assert!(
-            inside_the_slack.validate().is_err(),
+            with(Duration::from_millis(115_500)).validate().is_err(),
+            "the agent fences at 116 s, inside the slack"
+        );
+        assert!(
+            with(Duration::from_secs(116)).validate().is_err(),
             "the fence must land FENCE_DETECTION_SLACK before the window ends"
         );
-        let just_enough = HaConfig {
-            fence_after: Duration::from_secs(110),
+        assert_eq!(
+            with(Duration::from_secs(115))
+                .validate()
+                .unwrap()
+                .fence_after_seconds(),
+            115
+        );
+    }
+
+    #[test]
+    fn fence_after_is_at_least_two_seconds() {
+        let too_soon = HaConfig {
+            fence_after: Duration::from_millis(1_900),
             ..HaConfig::default()
         };
-        assert_eq!(just_enough.validate().unwrap().fence_after_seconds(), 110);
+        let err = too_soon.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 2s"), "{err}");
+        let shortest = HaConfig {
+            fence_after: FENCE_AFTER_MIN,
+            confirmation_window: FENCE_AFTER_MIN + FENCE_DETECTION_SLACK,
+            probe_interval: Duration::from_secs(1),
+            agent_silence_timeout: Duration::from_secs(3),
+            ..HaConfig::default()
+        };
+        assert!(shortest.validate().is_ok(), "a 7 s window with a 2 s fence");
     }
 
     #[test]

@@ -25,7 +25,7 @@ const EPOCH_MS: i64 = 1_767_225_600_000;
 /// The HA settings of the simulated cluster: a short window keeps runs short; the rules between
 /// them are the production ones (`HaConfig::validate`).
 pub const CONFIRMATION_WINDOW: Duration = Duration::from_secs(30);
-pub const FENCE_AFTER: Duration = Duration::from_secs(20);
+pub const FENCE_AFTER: Duration = Duration::from_secs(2);
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]

@@ -120,7 +120,7 @@ pub fn outage(rng: &mut StdRng) -> Duration {
         window - 3,
         window + 1,
         window + 10,
-        fence - 2,
+        fence.saturating_sub(1).max(1),
         fence + 2,
         5,
         60,

@@ -36,9 +36,19 @@ impl World {
         }
     }
 
-    /// The stream to the leader: contact, and the desired state if it is up now.
+    /// The stream to the leader: contact, and the desired state if it is up now. A deposed
+    /// leader's heartbeats still reach the agent for a moment (contact, no new desired state).
     fn agent_session(&mut self, host: &str) {
         let now = self.now;
+        if let Some((node, at)) = self.deposed
+            && now.saturating_sub(at) < super::leader::HEARTBEATS_OUTLIVE_QUORUM
+            && self
+                .network
+                .connected(&Node::Host(host.to_string()), &Node::Coordinator(node))
+            && let Some(agent) = self.agents.get_mut(host)
+        {
+            agent.last_contact = Some(now);
+        }
         let Some(leader) = self.leader.node else {
             return;
         };

@@ -16,6 +16,10 @@ use crate::network::Node;
 /// A new leader is elected this long after the old one is gone (openraft election timeout).
 pub const ELECTION_DELAY: Duration = Duration::from_secs(3);
 
+/// A leader that lost its quorum still heartbeats its agents this long: until its last quorum
+/// acknowledgement is `QUORUM_ACK_FRESH` (1 s) old, plus one heartbeat (0.5 s) in flight.
+pub const HEARTBEATS_OUTLIVE_QUORUM: Duration = Duration::from_millis(1_500);
+
 impl World {
     fn coordinator_has_quorum(&self, node: u64) -> bool {
         let me = Node::Coordinator(node);
@@ -36,6 +40,7 @@ impl World {
             && !self.coordinator_has_quorum(node)
         {
             self.leader.node = None;
+            self.deposed = Some((node, now));
             self.leader.electing_until = now + ELECTION_DELAY;
             self.timeline
                 .push(now, "leader", format!("c{node} lost its quorum"));

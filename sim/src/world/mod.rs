@@ -121,6 +121,9 @@ pub struct World {
     next_write_id: u64,
     /// The node that just stepped down (not re-elected by the next election).
     leader_excluded: Option<u64>,
+    /// A leader that lost its quorum at this time: it keeps sending heartbeats to the agents it
+    /// reaches until its last quorum acknowledgement is stale (`HEARTBEATS_OUTLIVE_QUORUM`).
+    deposed: Option<(u64, Duration)>,
     /// Agents restarted over SSH while alive and connected to the leader (rule 2 misfiring).
     pub spurious_agent_restarts: u64,
     /// Indexes into the ledger of this tick's WAIT writes.
@@ -162,6 +165,7 @@ impl World {
             wait_per_mille: spec.wait_per_mille,
             next_write_id: 1,
             leader_excluded: None,
+            deposed: None,
             spurious_agent_restarts: 0,
             wait_pending: Vec::new(),
             topology,

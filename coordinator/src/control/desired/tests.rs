@@ -48,7 +48,7 @@ fn fencing_only_with_a_standby() {
     let state = cluster();
     assert_eq!(
         order(&state, "ha"),
-        Some((Role::Primary, 1, None, Some(60), false))
+        Some((Role::Primary, 1, None, Some(2), false))
     );
     let standby = for_host(&state, "hb", &HaConfig::default()).pop().unwrap();
     let upstream = standby.upstream.unwrap();
@@ -73,7 +73,7 @@ fn planned_switchover_pauses_then_promotes_then_rotates() {
     state.apply(&begin(true)).unwrap();
     assert_eq!(
         order(&state, "ha"),
-        Some((Role::Primary, 1, None, Some(60), true))
+        Some((Role::Primary, 1, None, Some(2), true))
     );
     assert_eq!(
         order(&state, "hb"),
@@ -96,7 +96,7 @@ fn planned_switchover_pauses_then_promotes_then_rotates() {
     state.apply(&promote).unwrap();
     assert_eq!(
         order(&state, "hb"),
-        Some((Role::Primary, 2, None, Some(60), false))
+        Some((Role::Primary, 2, None, Some(2), false))
     );
     assert_eq!(
         order(&state, "ha"),
@@ -111,7 +111,7 @@ fn planned_switchover_pauses_then_promotes_then_rotates() {
     state.apply(&complete).unwrap();
     assert_eq!(
         order(&state, "hb"),
-        Some((Role::Primary, 2, None, Some(60), false))
+        Some((Role::Primary, 2, None, Some(2), false))
     );
     assert_eq!(
         order(&state, "ha"),
@@ -125,7 +125,7 @@ fn unplanned_promotion_is_ordered_at_once_and_abort_burns_the_epoch() {
     state.apply(&begin(false)).unwrap();
     assert_eq!(
         order(&state, "hb"),
-        Some((Role::Primary, 2, None, Some(60), false))
+        Some((Role::Primary, 2, None, Some(2), false))
     );
     assert_eq!(
         order(&state, "ha"),
@@ -140,7 +140,7 @@ fn unplanned_promotion_is_ordered_at_once_and_abort_burns_the_epoch() {
     state.apply(&abort).unwrap();
     assert_eq!(
         order(&state, "ha"),
-        Some((Role::Primary, 3, None, Some(60), false)),
+        Some((Role::Primary, 3, None, Some(2), false)),
         "never primary at an old epoch"
     );
     assert_eq!(

@@ -363,6 +363,8 @@ fn t30c_an_abort_waits_until_a_silent_target_has_fenced_itself() {
     // may have promoted. The abort (which gives the instance back to the old primary) waits until
     // it would have fenced itself: fence_after + detection slack after it was last heard.
     let mut sim = warm(1);
+    // A fence slower than the promotion timeout (the default fence, 2 s, is far quicker).
+    sim.config.fence_after = Duration::from_secs(60);
     let command = plan_switchover(&sim.state, NAME, false, sim.now_ms()).unwrap();
     sim.state.apply(&command).unwrap();
     while !sim.instance().failover.as_ref().unwrap().promotion_ordered {

@@ -35,6 +35,9 @@ pub struct Ack {
     pub at: Duration,
     /// The client asked `WAIT 1` and it returned 1: a replica held the write.
     pub waited: bool,
+    /// For a primary that fences (it has a standby): how long its host had then been without
+    /// a word from a leader holding its quorum (or one just deposed) and from any replica.
+    pub silent_for: Option<Duration>,
 }
 
 /// Every acknowledged write, and counters.

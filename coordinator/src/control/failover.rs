@@ -299,7 +299,10 @@ fn resume_loss(tick: &Tick<'_>, instance: &Instance, before_reboot: Option<u64>)
 /// A standby that cannot take over now (its host is not healthy, or its engine is not running
 /// as a replica yet, e.g. just restarted with its host) but which, by its last report, was within
 /// the lag limit of the primary's last offset before the reboot (or whose offset this leader
-/// never saw): it may hold acknowledged writes the rebooted primary's AOF lost.
+/// never saw): it may hold acknowledged writes the rebooted primary's AOF lost. A standby on a
+/// healthy host that reports it never completed a sync (offset 0) holds nothing: not waited for
+/// (found by kvs-sim seed 313: a standby placed as the primary crashed kept the instance
+/// unavailable for the whole `reboot_standby_wait`).
 fn standby_down_with_the_writes(
     tick: &Tick<'_>,
     instance: &Instance,
@@ -315,11 +318,13 @@ fn standby_down_with_the_writes(
             if usable {
                 return false;
             }
-            match process.filter(|p| p.replication_offset > 0) {
-                Some(p) => before_reboot.is_none_or(|b| {
+            let healthy = tick.verdict(&s.host_id) == HostVerdict::Healthy;
+            match process {
+                Some(p) if p.replication_offset > 0 => before_reboot.is_none_or(|b| {
                     b.saturating_sub(p.replication_offset) <= tick.config.max_lag_bytes
                 }),
-                None => true,
+                Some(p) if healthy && p.is_running_replica() => false, // never synced
+                _ => true,
             }
         })
         .map(|s| s.host_id.clone())

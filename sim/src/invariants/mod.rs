@@ -4,6 +4,7 @@
 mod acked_writes;
 mod epochs_grow;
 mod failover_confirmed;
+mod fence_bound;
 mod heals;
 mod no_failover_for_process_crash;
 mod single_writer;
@@ -30,6 +31,7 @@ pub trait Invariant {
 /// runner, which also reads how long healing took).
 pub fn all() -> Vec<Box<dyn Invariant>> {
     vec![
+        Box::new(fence_bound::FenceBound),
         Box::new(single_writer::SingleWriter),
         Box::new(failover_confirmed::FailoverConfirmed::default()),
         Box::new(no_failover_for_process_crash::NoFailoverForProcessCrash::default()),

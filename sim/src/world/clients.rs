@@ -111,6 +111,16 @@ impl World {
                 let engine = self.engines.get_mut(&(host.clone(), instance.clone()));
                 match engine {
                     Some(engine) if reachable && engine.accepts_writes(now) => {
+                        let last_word = engine
+                            .replica_last_heard()
+                            .max(self.leader_heard.get(&host).copied());
+                        let fences = self.agents.get(&host).is_some_and(|a| {
+                            a.desired
+                                .get(&instance)
+                                .is_some_and(|p| p.fence_after_seconds.is_some())
+                        });
+                        let silent_for =
+                            fences.then(|| now.saturating_sub(last_word.unwrap_or_default()));
                         engine.log.push(id);
                         self.ledger.acks.push(Ack {
                             id,
@@ -118,6 +128,7 @@ impl World {
                             host,
                             at: now,
                             waited: wait,
+                            silent_for,
                         });
                         if wait {
                             self.wait_pending.push(self.ledger.acks.len() - 1);

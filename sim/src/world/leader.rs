@@ -32,6 +32,26 @@ impl World {
         reachable * 2 > self.topology.coordinators.len()
     }
 
+    /// Which hosts a leader's heartbeats reach now (the leader, or one deposed less than
+    /// `HEARTBEATS_OUTLIVE_QUORUM` ago).
+    pub(super) fn record_leader_words(&mut self) {
+        let now = self.now;
+        let deposed = self
+            .deposed
+            .filter(|(_, at)| now.saturating_sub(*at) < HEARTBEATS_OUTLIVE_QUORUM)
+            .map(|(node, _)| node);
+        let speakers: Vec<u64> = self.leader.node.into_iter().chain(deposed).collect();
+        for host in self.topology.hosts.keys() {
+            let reached = speakers.iter().any(|node| {
+                self.network
+                    .connected(&Node::Host(host.clone()), &Node::Coordinator(*node))
+            });
+            if reached {
+                self.leader_heard.insert(host.clone(), now);
+            }
+        }
+    }
+
     pub(super) fn run_elections(&mut self) {
         let now = self.now;
         // Network of this tick, for the quorum rule (faults were just applied).

@@ -124,6 +124,9 @@ pub struct World {
     /// A leader that lost its quorum at this time: it keeps sending heartbeats to the agents it
     /// reaches until its last quorum acknowledgement is stale (`HEARTBEATS_OUTLIVE_QUORUM`).
     deposed: Option<(u64, Duration)>,
+    /// host → when the leader (holding its quorum, or deposed a moment ago) last reached it:
+    /// ground truth for the fence-bound invariant.
+    pub leader_heard: BTreeMap<String, Duration>,
     /// Agents restarted over SSH while alive and connected to the leader (rule 2 misfiring).
     pub spurious_agent_restarts: u64,
     /// Indexes into the ledger of this tick's WAIT writes.
@@ -166,6 +169,7 @@ impl World {
             next_write_id: 1,
             leader_excluded: None,
             deposed: None,
+            leader_heard: BTreeMap::new(),
             spurious_agent_restarts: 0,
             wait_pending: Vec::new(),
             topology,
@@ -274,6 +278,7 @@ impl World {
         self.run_faults();
         self.run_elections();
         self.network = crate::network::Network::derive(&self.active, self.now, &self.topology);
+        self.record_leader_words();
         self.run_agents();
         self.run_client_writes();
         self.run_replication();

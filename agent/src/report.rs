@@ -57,7 +57,8 @@ pub const SILENT_SESSION: Duration = Duration::from_millis(1_500);
 /// While a primary here is fenced, a new round of session attempts starts this often (the
 /// earlier ones keep trying), so a heal is noticed within this plus a round trip.
 const FENCED_RELAUNCH: Duration = Duration::from_millis(250);
-/// Attempts in flight at once in one search (relaunched rounds included).
+/// Attempts in flight at once in one search (relaunched rounds included); at the cap the oldest
+/// is dropped for the new one (its SYN retransmits are seconds apart, a fresh SYN goes now).
 const ATTEMPTS_IN_FLIGHT_MAX: usize = 24;
 /// A search that keeps relaunching (fenced) reports its failures and starts over after this.
 const FENCED_SEARCH_MAX: Duration = Duration::from_secs(10);
@@ -337,7 +338,7 @@ struct OpenSession {
 /// Opens a session with every endpoint at once and keeps the first one accepted; a node that
 /// names another leader (not yet tried) is asked too. While `fenced()` holds, another round of
 /// attempts starts every [`FENCED_RELAUNCH`] (the earlier ones keep waiting for their SYN
-/// retransmits). The other attempts are dropped (a node that accepted late sees its stream
+/// retransmits; past [`ATTEMPTS_IN_FLIGHT_MAX`] the oldest are dropped). The other attempts are dropped (a node that accepted late sees its stream
 /// close). Err: why attempts failed (the last few).
 async fn open_any(
     endpoints: &[String],
@@ -347,22 +348,31 @@ async fn open_any(
     fenced: &(dyn Fn() -> bool + Sync),
 ) -> Result<OpenSession, Vec<String>> {
     let mut attempts = tokio::task::JoinSet::new();
+    let mut oldest_first = std::collections::VecDeque::new();
     let mut redirects = BTreeSet::new();
-    let spawn = |attempts: &mut tokio::task::JoinSet<_>, endpoint: String| {
+    let spawn = |attempts: &mut tokio::task::JoinSet<_>,
+                 oldest_first: &mut std::collections::VecDeque<tokio::task::AbortHandle>,
+                 endpoint: String| {
+        oldest_first.retain(|a: &tokio::task::AbortHandle| !a.is_finished());
+        if oldest_first.len() >= ATTEMPTS_IN_FLIGHT_MAX
+            && let Some(oldest) = oldest_first.pop_front()
+        {
+            oldest.abort();
+        }
         let (tls, first, dial) = (tls.clone(), first.clone(), dial.clone());
-        attempts.spawn(async move {
+        oldest_first.push_back(attempts.spawn(async move {
             let opened = open_session(&endpoint, tls, first, &dial).await;
             (endpoint, opened)
-        });
+        }));
     };
-    let round = |attempts: &mut tokio::task::JoinSet<_>| {
-        for endpoint in endpoints.iter().collect::<BTreeSet<_>>() {
-            if attempts.len() < ATTEMPTS_IN_FLIGHT_MAX {
-                spawn(attempts, endpoint.clone());
+    let round =
+        |attempts: &mut tokio::task::JoinSet<_>,
+         oldest_first: &mut std::collections::VecDeque<tokio::task::AbortHandle>| {
+            for endpoint in endpoints.iter().collect::<BTreeSet<_>>() {
+                spawn(attempts, oldest_first, endpoint.clone());
             }
-        }
-    };
-    round(&mut attempts);
+        };
+    round(&mut attempts, &mut oldest_first);
     let mut relaunch = tokio::time::interval(FENCED_RELAUNCH);
     relaunch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     relaunch.reset();
@@ -385,14 +395,15 @@ async fn open_any(
                         && redirects.insert(leader.clone())
                     {
                         tracing::info!(%leader, by = %endpoint, "following the coordinator leader");
-                        spawn(&mut attempts, leader);
+                        spawn(&mut attempts, &mut oldest_first, leader);
                     }
                 }
+                Err(error) if error.is_cancelled() => {} // dropped for a fresher attempt
                 Err(error) => errors.push_back(format!("session attempt: {error}")),
             },
             _ = relaunch.tick() => {
                 if fenced() {
-                    round(&mut attempts);
+                    round(&mut attempts, &mut oldest_first);
                 }
             }
             _ = &mut give_up => return Err(errors.into()),

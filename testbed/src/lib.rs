@@ -24,6 +24,7 @@ pub mod config;
 pub mod dev;
 pub mod engine_client;
 pub mod ha_testing;
+pub mod minority;
 pub mod netns;
 pub mod process;
 pub mod profile;

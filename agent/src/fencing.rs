@@ -70,9 +70,11 @@ pub struct Fencing {
     fenced: BTreeSet<String>,
 }
 
-/// `heard` is more than `after` ago (or never).
+/// `heard` is `after` ago or more; never heard counts from the agent's start (`now` is the time
+/// since then), so an agent that just started with its desired state does not fence before the
+/// first heartbeat is counted. (A spec from the local cache is the exception: `from_cache`.)
 fn silent(now: Duration, heard: Option<Duration>, after: Duration) -> bool {
-    heard.is_none_or(|at| now.saturating_sub(at) >= after)
+    now.saturating_sub(heard.unwrap_or_default()) >= after
 }
 
 impl Fencing {
@@ -109,10 +111,17 @@ impl Fencing {
             let replica_silent = silent(now, input.replica_heard, after);
             if coordinator_silent && replica_silent {
                 fenced_at.insert(input.instance, now);
-            } else if input.from_cache && replica_silent {
+            } else if input.from_cache
+                && input
+                    .replica_heard
+                    .is_none_or(|at| now.saturating_sub(at) >= after)
+            {
+                // A cached spec: no replica heard (ever, or for `after`) fences at once.
                 fenced_at.insert(input.instance, now);
             } else {
-                let last_word = coordinator_heard.max(input.replica_heard).unwrap_or(now);
+                let last_word = coordinator_heard
+                    .max(input.replica_heard)
+                    .unwrap_or_default();
                 deadlines.insert(input.instance, last_word + after);
             }
         }

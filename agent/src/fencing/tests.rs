@@ -305,3 +305,15 @@ fn a_primary_started_after_a_reboot_stays_fenced_until_the_coordinator_acts() {
     alone.fence_after = None;
     assert!(fencing.update(secs(4), Some(secs(4)), [alone]).is_empty());
 }
+
+#[test]
+fn never_heard_counts_from_the_agents_start() {
+    // An authoritative spec applied before the session's first message is counted as heard:
+    // nothing was heard yet, but the agent has not been silent for fence_after either.
+    let mut fencing = Fencing::new();
+    let spec = || [input("redis-a-1", Some(2), None)];
+    assert!(fencing.update(ms(100), None, spec()).is_empty());
+    assert_eq!(fencing.next_deadline(), Some(secs(2)));
+    assert!(fencing.update(ms(1_999), None, spec()).is_empty());
+    assert!(fencing.update(secs(2), None, spec()).contains("redis-a-1"));
+}

@@ -9,6 +9,10 @@
 //!   engine    kill -9 the primary's engine → first answered PING (restarted in place, no failover)
 //!   planned   `kvs failover` (standby in sync: HA Available) → first write on the new primary;
 //!             longest gap between two answered writes of a client that does not WAIT
+//!   minority  writers INSIDE the primary's host (plain and `WAIT 1 1000`), the host cut off for
+//!             `--minority-cut-seconds` (past the window: the standby is promoted), then healed:
+//!             acknowledged writes lost (count and seconds of writes), WAIT-acknowledged lost,
+//!             cut → first refused write (`minority.rs`, issue 11)
 //! ```
 //!
 //! The writer is `workload::Writer` (SET + WAIT 1 1000, following URL rotations like `kvs run`).
@@ -36,6 +40,89 @@ pub struct BenchFailoverArgs {
     /// 7: the production fence_after, 2 s, + 5 s).
     #[arg(long, default_value_t = 12)]
     pub window_seconds: u64,
+    /// How long the minority-side scenario cuts the primary's host off (Jepsen's Sentinel run:
+    /// 40 s); 0 skips the scenario.
+    #[arg(long, default_value_t = 40)]
+    pub minority_cut_seconds: u64,
+}
+
+/// One line of plain figures (counts, seconds): median and p90.
+fn print_value_row(label: &str, values: &[f64], unit: &str) {
+    println!(
+        "  {label:<58} median {:>7.1} {unit:<3} p90 {:>7.1} {unit:<3} (n={})",
+        percentile(values, 50.0),
+        percentile(values, 90.0),
+        values.len()
+    );
+}
+
+/// The minority-side figures of every round.
+#[derive(Default)]
+struct MinorityFigures {
+    lost: Vec<f64>,
+    lost_seconds: Vec<f64>,
+    waited_lost: Vec<f64>,
+    waited_before_cut: Vec<f64>,
+    first_refused_ms: Vec<f64>,
+}
+
+impl MinorityFigures {
+    fn add(&mut self, r: &crate::minority::RoundReport) {
+        self.lost.push(r.plain.lost as f64);
+        self.lost_seconds
+            .push(r.plain.lost as f64 / r.plain.rate_before_cut.max(1.0));
+        self.waited_lost.push(r.waited.lost as f64);
+        self.waited_before_cut
+            .push(r.waited.acked_before_cut as f64);
+        // A round with no refusal at all (it never fenced) counts as an hour.
+        let refused = r.plain.first_refused.unwrap_or(Duration::from_secs(3600));
+        self.first_refused_ms.push(refused.as_secs_f64() * 1000.0);
+    }
+
+    fn print(&self, cut_seconds: u64) {
+        if self.lost.is_empty() {
+            return;
+        }
+        let label = |what: &str| format!("minority side ({cut_seconds} s cut): {what}");
+        print_value_row(&label("plain writes lost"), &self.lost, "");
+        print_value_row(
+            &label("plain writes lost, as seconds of writes"),
+            &self.lost_seconds,
+            "s",
+        );
+        print_value_row(
+            &label("WAIT-acknowledged writes lost"),
+            &self.waited_lost,
+            "",
+        );
+        print_value_row(
+            &label("WAIT-acknowledged before the cut"),
+            &self.waited_before_cut,
+            "",
+        );
+        print_ms_row(&label("cut → first refused write"), &self.first_refused_ms);
+    }
+}
+
+/// One minority-side round on a fresh instance, then the heal settles.
+async fn minority_round(
+    cluster: &Arc<Mutex<Cluster>>,
+    round: usize,
+    cut_seconds: u64,
+) -> Result<crate::minority::RoundReport> {
+    let (instance, primary) = fresh_instance(cluster, &format!("minority-{round}")).await?;
+    let cut = crate::minority::Cut {
+        length: Duration::from_secs(cut_seconds),
+        after_heal: Duration::from_secs(8),
+    };
+    let tag = format!("minority-{round}");
+    let report = crate::minority::round(cluster, &instance.name, primary, cut, &tag).await?;
+    cluster
+        .lock()
+        .await
+        .wait_hosts_up(3, Duration::from_secs(60))
+        .await?;
+    Ok(report)
 }
 
 /// The `p`th percentile (nearest rank) of `millis`, 0 when empty.
@@ -136,6 +223,7 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
     let cluster = Arc::new(Mutex::new(Cluster::start(options).await?));
     let (mut cut_overhead, mut engine_restart, mut planned_first, mut planned_pause) =
         (vec![], vec![], vec![], vec![]);
+    let mut minority = MinorityFigures::default();
 
     for round in 0..args.repeat {
         eprintln!("bench-failover: round {}/{}", round + 1, args.repeat);
@@ -246,6 +334,10 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
             .context("write on the new primary")?;
         planned_first.push(first.duration_since(asked_at));
         planned_pause.push(log.longest_pause);
+
+        if args.minority_cut_seconds > 0 {
+            minority.add(&minority_round(&cluster, round, args.minority_cut_seconds).await?);
+        }
     }
 
     println!(
@@ -268,6 +360,7 @@ pub async fn run(args: BenchFailoverArgs) -> Result<()> {
         "kvs failover → longest write pause a client saw",
         &planned_pause,
     );
+    minority.print(args.minority_cut_seconds);
     let cluster = Arc::try_unwrap(cluster)
         .map_err(|_| anyhow::anyhow!("cluster still shared"))?
         .into_inner();

@@ -67,11 +67,12 @@ impl Default for HaConfig {
 /// take writes, as the coordinators count it; the fence must land this much before the earliest
 /// promotion (decision 0007). The agent counts from the last word it heard, and the words can
 /// outlive the coordinators' view of the host: a leader that lost its quorum keeps sending
-/// heartbeats until its last quorum acknowledgement is `QUORUM_ACK_FRESH` (1 s) old, plus one
-/// heartbeat interval (0.5 s) in flight; the agent's fence timer and the front's refusal add
-/// milliseconds. The rest is margin for report delays and rounding of the coordinators' own
-/// evidence. (Found by kvs-sim with the earlier, timeout-based detection: a window only just above
-/// fence_after promoted the standby while the old primary still took writes.)
+/// heartbeats until its last quorum acknowledgement is `QUORUM_ACK_FRESH` (1 s) old as openraft's
+/// metrics show it (refreshed every Raft tick, 375 ms), plus one heartbeat interval (0.5 s) in
+/// flight: 1.9 s. The agent's fence timer and the front's refusal add milliseconds; the rest is
+/// margin for report delays and rounding of the coordinators' own evidence. (Found by kvs-sim with
+/// the earlier, timeout-based detection: a window only just above fence_after promoted the
+/// standby while the old primary still took writes.)
 pub const FENCE_DETECTION_SLACK: Duration = Duration::from_secs(5);
 
 /// The smallest `fence_after`: above the agent's `SILENT_SESSION` (1.5 s), so a silent session
@@ -99,7 +100,7 @@ impl HaConfig {
         if fence_after_agent + FENCE_DETECTION_SLACK > self.confirmation_window {
             return Err(HaConfigError(format!(
                 "confirmation_window must be at least fence_after + {FENCE_DETECTION_SLACK:?}: an isolated \
-                 primary may hear a leader that already lost its quorum for up to 1.5 s after the \
+                 primary may hear a leader that already lost its quorum for up to 2 s after the \
                  coordinators last saw it, and must be fenced before its standby is promoted"
             )));
         }

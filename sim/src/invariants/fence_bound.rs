@@ -6,7 +6,7 @@
 //! the standby is promoted (the Sentinel failure). The fence bounds that loss to the writer's
 //! rate × the bound; WAIT-acknowledged writes are never lost (`acked-writes`). "Silent" is
 //! measured on the world's ground truth, not the agent's: the last step in which a leader holding
-//! its quorum (or one deposed less than 1.5 s ago, whose heartbeats still flow) reached the host,
+//! its quorum (or one deposed less than 1.9 s ago, whose heartbeats still flow) reached the host,
 //! or a replica acknowledged the primary's stream. Primaries without a standby never fence.
 
 use super::Invariant;

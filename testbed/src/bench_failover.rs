@@ -59,6 +59,7 @@ fn print_value_row(label: &str, values: &[f64], unit: &str) {
 /// The minority-side figures of every round.
 #[derive(Default)]
 struct MinorityFigures {
+    acked_after_cut: Vec<f64>,
     lost: Vec<f64>,
     lost_seconds: Vec<f64>,
     waited_lost: Vec<f64>,
@@ -68,6 +69,7 @@ struct MinorityFigures {
 
 impl MinorityFigures {
     fn add(&mut self, r: &crate::minority::RoundReport) {
+        self.acked_after_cut.push(r.plain.acked_after_cut as f64);
         self.lost.push(r.plain.lost as f64);
         self.lost_seconds
             .push(r.plain.lost as f64 / r.plain.rate_before_cut.max(1.0));
@@ -83,24 +85,32 @@ impl MinorityFigures {
         if self.lost.is_empty() {
             return;
         }
-        let label = |what: &str| format!("minority side ({cut_seconds} s cut): {what}");
-        print_value_row(&label("plain writes lost"), &self.lost, "");
-        print_value_row(
-            &label("plain writes lost, as seconds of writes"),
-            &self.lost_seconds,
-            "s",
+        println!(
+            "  minority side: writers inside the primary's host, cut off {cut_seconds} s, ~100 writes/s"
         );
-        print_value_row(
-            &label("WAIT-acknowledged writes lost"),
-            &self.waited_lost,
-            "",
-        );
-        print_value_row(
-            &label("WAIT-acknowledged before the cut"),
-            &self.waited_before_cut,
-            "",
-        );
-        print_ms_row(&label("cut → first refused write"), &self.first_refused_ms);
+        let rows: [(&str, &[f64], &str); 5] = [
+            (
+                "  plain writes acknowledged after the cut",
+                &self.acked_after_cut,
+                "",
+            ),
+            ("  plain acknowledged writes lost", &self.lost, ""),
+            (
+                "  plain writes lost, as seconds of writes",
+                &self.lost_seconds,
+                "s",
+            ),
+            ("  WAIT-acknowledged writes lost", &self.waited_lost, ""),
+            (
+                "  WAIT-acknowledged before the cut (lower bound)",
+                &self.waited_before_cut,
+                "",
+            ),
+        ];
+        for (label, values, unit) in rows {
+            print_value_row(label, values, unit);
+        }
+        print_ms_row("  cut → first refused write", &self.first_refused_ms);
     }
 }
 

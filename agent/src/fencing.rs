@@ -102,7 +102,7 @@ impl Fencing {
                 continue;
             }
             if let Some(&at) = self.fenced_at.get(&input.instance)
-                && !coordinator_heard.is_some_and(|heard| heard > at)
+                && coordinator_heard.is_none_or(|heard| heard <= at)
             {
                 fenced_at.insert(input.instance, at); // only the coordinator lifts a fence
                 continue;
